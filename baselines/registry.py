@@ -1,0 +1,166 @@
+"""One registry for every model (timm-style): ``create_model(name, config=..., weights=...)``.
+
+A model file registers itself on import with :func:`register_model`, giving its config dataclass, named configs
+(at least ``paper`` and ``tiny``), the official weights it can load (weights-registry names) and a
+``checkpoint_filter_fn`` that maps an upstream state dict onto ours unchanged in meaning.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import yaml
+
+from baselines.base import RestorationModel
+
+CHECKPOINT_FORMAT = "celebref.checkpoint/1"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    model_cls: type[RestorationModel]
+    config_cls: type
+    configs: dict[str, Any]
+    default_config: str = "tiny"
+    #: weights-registry names this model can load, e.g. {"dmdnet-official": "paper"} (entry -> config name)
+    pretrained: dict[str, str] = field(default_factory=dict)
+    #: maps a loaded upstream file onto a state dict for model.load_state_dict(strict=True)
+    checkpoint_filter_fn: Callable[[Any, RestorationModel], dict] | None = None
+    description: str = ""
+    paper: str = ""
+
+
+_MODELS: dict[str, ModelInfo] = {}
+_MODEL_MODULES = (
+    "baselines.dmdnet", "baselines.dfdnet", "baselines.asffnet", "baselines.gfrnet", "baselines.gwainet",
+    "baselines.trivial",
+)
+
+
+def register_model(info: ModelInfo) -> ModelInfo:
+    if info.name in _MODELS:
+        raise ValueError(f"model {info.name!r} registered twice")
+    for required in ("paper", "tiny"):
+        if required not in info.configs:
+            raise ValueError(f"model {info.name!r} must define a {required!r} config")
+    info.model_cls.model_name = info.name
+    _MODELS[info.name] = info
+    return info
+
+
+def _load_all() -> None:
+    import importlib
+
+    for mod in _MODEL_MODULES:
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as e:
+            if e.name != mod:  # a real import error inside an existing model file
+                raise
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    _load_all()
+    return sorted(n for n in _MODELS if fnmatch.fnmatch(n, pattern))
+
+
+def get_model_info(name: str) -> ModelInfo:
+    _load_all()
+    if name not in _MODELS:
+        raise KeyError(f"unknown model {name!r}; available: {', '.join(sorted(_MODELS))}")
+    return _MODELS[name]
+
+
+def resolve_config(info: ModelInfo, config: Any = None) -> Any:
+    """``config``: None (default config), a config name ('paper', 'tiny'), a dict of fields (overrides on the
+    default config), a YAML file path, or a config instance. Unknown fields are an error."""
+    if config is None:
+        return info.configs[info.default_config]
+    if isinstance(config, info.config_cls):
+        return config
+    if isinstance(config, str) and config in info.configs:
+        return info.configs[config]
+    if isinstance(config, (str, os.PathLike)):
+        p = Path(config)
+        if not p.is_file():
+            raise ValueError(f"{info.name}: unknown config {config!r} (named configs: {', '.join(info.configs)})")
+        loaded = yaml.safe_load(p.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{p}: a model config must be a YAML mapping")
+        config = loaded.get("model_config", loaded)
+    if isinstance(config, dict):
+        config = dict(config)
+        base_name = config.pop("base", info.default_config)
+        if base_name not in info.configs:
+            raise ValueError(f"{info.name}: unknown base config {base_name!r}")
+        base = info.configs[base_name]
+        names = {f.name for f in dataclasses.fields(info.config_cls)}
+        unknown = sorted(set(config) - names)
+        if unknown:
+            raise ValueError(f"{info.name}: unknown config fields {unknown}; valid: {sorted(names)}")
+        for k, v in config.items():  # YAML gives lists where dataclasses use tuples
+            if isinstance(v, list) and isinstance(getattr(base, k), tuple):
+                config[k] = tuple(v)
+        return dataclasses.replace(base, **config)
+    raise TypeError(f"{info.name}: cannot use {type(config).__name__} as a config")
+
+
+def load_file(path: str | os.PathLike) -> Any:
+    """torch.load with weights_only=True (safe), on CPU."""
+    return torch.load(Path(path), map_location="cpu", weights_only=True)
+
+
+def create_model(
+    name: str,
+    config: Any = None,
+    weights: str | os.PathLike | None = None,
+    *,
+    device: str | torch.device = "cpu",
+    strict: bool = True,
+) -> RestorationModel:
+    """Build model ``name``. ``weights``: a weights-registry name the model declares (e.g. 'dmdnet-official'),
+    a checkpoint written by our trainer (its config is used unless ``config`` is given) or a state-dict file."""
+    info = get_model_info(name)
+    state = None
+    record = None
+    if weights is not None:
+        from celebref import weights as wreg
+
+        wname = str(weights)
+        if wname in info.pretrained:
+            path = wreg.require(wname)
+            if config is None:
+                config = info.pretrained[wname]
+            record = {"name": wname, "path": str(path), "sha256": wreg.fingerprint(path)}
+        else:
+            path = Path(weights)
+            if not path.exists():
+                raise FileNotFoundError(
+                    f"{name}: weights {wname!r} is neither a file nor one of {sorted(info.pretrained) or 'none'}")
+            record = {"name": path.name, "path": str(path), "sha256": wreg.fingerprint(path)}
+        state = load_file(path) if path.is_file() else path
+        if isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT:
+            if state.get("model") != name:
+                raise ValueError(f"{path} is a checkpoint of {state.get('model')!r}, not {name!r}")
+            if config is None:
+                config = state.get("config")
+            record["checkpoint_step"] = state.get("step")
+            state = state.get("ema") or state["state_dict"]
+    cfg = resolve_config(info, config)
+    model = info.model_cls(cfg)
+    if state is not None:
+        if info.checkpoint_filter_fn is not None:
+            state = info.checkpoint_filter_fn(state, model)
+        result = model.load_state_dict(state, strict=strict)
+        if not strict and (result.missing_keys or result.unexpected_keys):
+            record = {**(record or {}), "missing_keys": len(result.missing_keys),
+                      "unexpected_keys": len(result.unexpected_keys)}
+    model.weights_record = record
+    return model.to(device).eval()

@@ -1,0 +1,1 @@
+"""Subcommands of the `celebref` tool (one module each, see celebref.cliutil)."""

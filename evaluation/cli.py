@@ -1,0 +1,16 @@
+"""The `bench` tool: weights, degraded test sets, training, evaluation and the leaderboard."""
+
+from celebref.cliutil import build_main
+
+COMMANDS = (
+    "celebref.weights.cli",
+)
+
+main = build_main(
+    "bench",
+    "Blind face restoration benchmark: reproducible test sets, model zoo, metrics, leaderboard.",
+    COMMANDS,
+)
+
+if __name__ == "__main__":
+    raise SystemExit(main())
