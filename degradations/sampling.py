@@ -317,6 +317,24 @@ def apply_params_with_info(hq: np.ndarray, params: dict) -> tuple[np.ndarray, di
     return ops.to_uint8(x), info
 
 
+_STR_KEYS = ("kernel_type", "down_mode", "noise_type", "up_mode", "final_order", "final_mode", "jitter_order")
+_BOOL_KEYS = ("blur", "noise_gray", "gray", "final_sinc")
+_INT_KEYS = ("order", "kernel_size", "noise_seed", "jpeg_quality", "target_scale", "final_kernel_size", "lq_height",
+             "lq_width", "seed")
+
+
+def param_dtype(key: str) -> str:
+    """The pandas (nullable) dtype of a parameter column: string, boolean, Int64 or Float64."""
+    base = key[3:] if key.startswith("s2_") else key
+    if base in _STR_KEYS or base.endswith("sha256") or base == "image_id":
+        return "string"
+    if base in _BOOL_KEYS:
+        return "boolean"
+    if base in _INT_KEYS:
+        return "Int64"
+    return "Float64"
+
+
 def params_to_record(params: dict) -> dict:
     """A params dict as one table row: arrays replaced by their sha256 (``kernel`` -> ``kernel_sha256`` …), numpy
     scalars made plain."""
