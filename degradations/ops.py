@@ -169,9 +169,8 @@ def blur(img: np.ndarray, kernel: np.ndarray, *, scale: float = 1.0, method: str
         return cv2.filter2D(src, cv2.CV_32F, (kernel * scale).astype(np.float32))
     kc = crop_kernel(kernel)
     k = kc.shape[0]
-    if k == 1:
-        return to_float(img) * np.float32(kc[0, 0] * scale) if img.dtype == np.uint8 else img * np.float32(
-            kc[0, 0] * scale)
+    if k == 1:  # a delta (after cropping): a scaled copy
+        return img.astype(np.float32) * np.float32(kc[0, 0] * scale)
     if method == "fft":
         return _blur_fft(img, kc, scale)
     max_rank = None if method == "separable" else max(0, int((_COST_FFT - _COST_SEP_PASS) //

@@ -154,7 +154,9 @@ def _sample_resize(spec: ResizeSpec | None, rng, prefix: str = "") -> dict:
         else:
             scale = _uniform(spec.scale, rng)
     mode = _choice(spec.modes, spec.mode_prob, rng) if spec is not None else None
-    return {f"{prefix}scale": float(scale), f"{prefix}down_mode": mode if scale != 1.0 else None}
+    if scale == 1.0 and (spec is None or spec.updown_prob is None):
+        mode = None  # no resize; (Real-ESRGAN's stage 2 resizes to H / target even when "keep")
+    return {f"{prefix}scale": float(scale), f"{prefix}down_mode": mode}
 
 
 def _sample_noise(spec: NoiseSpec | None, rng, prefix: str = "") -> dict:
@@ -286,7 +288,7 @@ def apply_params_with_info(hq: np.ndarray, params: dict) -> tuple[np.ndarray, di
     if p.get("order", 1) == 2:
         t = int(p["target_scale"])
         x = _blur(x, p, "s2_")
-        x = ops.resize(x, ops.downscaled_size(h, w, t * p["s2_scale"]), p["s2_down_mode"] or "bilinear")
+        x = ops.resize(x, ops.downscaled_size(h, w, t * p["s2_scale"]), p["s2_down_mode"])
         x = _noise(x, p, "s2_")
         final_size = (max(1, h // t), max(1, w // t))
 

@@ -390,11 +390,13 @@ def verify_testset(root: str | os.PathLike, *, dataset_root: str | os.PathLike |
         if "error" in rec:
             rep.mismatched.append({"image_id": iid, "reason": rec["error"]})
             return
-        if rec["lq_pixel_sha256"] != row["lq_pixel_sha256"]:
+        if int(row["seed"]) != rec["seed"]:
+            rep.mismatched.append({"image_id": iid, "reason": "recorded seed is not item_seed(seed, image_id)"})
+        elif rec["lq_pixel_sha256"] != row["lq_pixel_sha256"]:
             info = {"image_id": iid, "reason": "pixels differ"}
             if ts.lq_path(iid).is_file():
                 try:
-                    lq, _ = degrade_image(read_image(ds.image_path(iid)), preset, int(row["seed"]))
+                    lq, _ = degrade_image(read_image(ds.image_path(iid)), preset, item_seed(ts.seed, iid))
                     info["max_abs_diff"] = int(np.abs(lq.astype(int) - ts.read_lq(iid).astype(int)).max())
                 except Exception:  # noqa: BLE001 - diagnostics only
                     pass

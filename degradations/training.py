@@ -45,7 +45,8 @@ class OnTheFlyDegrader:
 
 class DegradedFaceDataset(torch.utils.data.Dataset):
     """(LQ, GT) pairs degraded on the fly. Items: ``{"lq", "gt"}`` float32 (3, H, W) in [0, 1], ``"image_id"``,
-    ``"seed"`` (and ``"params"`` without kernels when ``return_params``). Call :meth:`set_epoch` each epoch for
+    ``"seed"`` (and ``"params"`` without kernels when ``return_params``: it holds None values, so batch it with
+    a ``collate_fn`` of your own). Call :meth:`set_epoch` each epoch for
     fresh degradations (a DataLoader with persistent workers needs a fresh iterator to see it)."""
 
     def __init__(self, dataset: Any, preset: Preset | str | dict, seed: int = 0, split: str | None = "train",
