@@ -4,6 +4,7 @@ from celebref.cliutil import build_main
 
 COMMANDS = (
     "celebref.commands.inspect",
+    "celebref.commands.build",
 )
 
 main = build_main(
