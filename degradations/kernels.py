@@ -127,7 +127,7 @@ def motion_kernel(kernel_size: int, length: float, angle: float) -> np.ndarray:
     k = _check_size(kernel_size)
     length = float(min(max(length, 0.0), k - 1))
     c = k // 2
-    n = max(2, int(math.ceil(length * 16))) + 1
+    n = max(2, math.ceil(length * 16)) + 1
     t = np.linspace(-length / 2, length / 2, n)
     a = math.radians(angle)
     xs = c + t * math.cos(a)

@@ -216,7 +216,7 @@ def resize(img: np.ndarray, size: tuple[int, int], mode: str = "bilinear") -> np
 
 def downscaled_size(h: int, w: int, scale: float) -> tuple[int, int]:
     """``(max(1, floor(h / scale)), max(1, floor(w / scale)))`` — GFPGAN's ``int(w // scale)``."""
-    return max(1, int(math.floor(h / scale))), max(1, int(math.floor(w / scale)))
+    return max(1, math.floor(h / scale)), max(1, math.floor(w / scale))
 
 
 # ----------------------------------------------------------------------------------------------- noise

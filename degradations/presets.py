@@ -18,7 +18,7 @@ import os
 import re
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ class Range:
     step: float | None = None
 
     @classmethod
-    def fixed(cls, v: float) -> "Range":
+    def fixed(cls, v: float) -> Range:
         return cls(float(v), float(v))
 
     @property
@@ -58,7 +58,7 @@ class Range:
 
     def n_steps(self) -> int:
         assert self.step
-        return int(round((self.hi - self.lo) / self.step))
+        return round((self.hi - self.lo) / self.step)
 
     def validate(self, path: str, lo: float = -math.inf, hi: float = math.inf) -> None:
         for v, what in ((self.lo, "lo"), (self.hi, "hi")):
@@ -311,7 +311,7 @@ class Preset:
     gray_prob: float = 0.0
     color_jitter: ColorJitterSpec | None = None
 
-    def validate(self) -> "Preset":
+    def validate(self) -> Preset:
         if not isinstance(self.name, str) or not _NAME_RE.match(self.name):
             raise PresetError(f"name: {self.name!r} must be a file-name-safe string ([A-Za-z0-9._-])")
         if not isinstance(self.version, str) or not self.version:
@@ -348,11 +348,11 @@ class Preset:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None, width=100)
 
     @classmethod
-    def from_dict(cls, d: Any) -> "Preset":
+    def from_dict(cls, d: Any) -> Preset:
         return _from_plain(cls, d, "").validate()
 
     @classmethod
-    def from_yaml(cls, text: str, source: str = "<yaml>") -> "Preset":
+    def from_yaml(cls, text: str, source: str = "<yaml>") -> Preset:
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as e:

@@ -38,7 +38,14 @@ import numpy as np
 from degradations import kernels as K
 from degradations import ops
 from degradations.presets import (
-    BlurSpec, ColorJitterSpec, ColorShiftSpec, JpegSpec, NoiseSpec, Preset, Range, ResizeSpec,
+    BlurSpec,
+    ColorJitterSpec,
+    ColorShiftSpec,
+    JpegSpec,
+    NoiseSpec,
+    Preset,
+    Range,
+    ResizeSpec,
 )
 
 #: Bumped whenever sampling or applying changes the bytes produced for a (preset, seed); recorded in testset.json.
@@ -79,7 +86,7 @@ def _choice(values, probs, rng: np.random.Generator):
 
 def jpeg_quality_from(u: float) -> int:
     """The JPEG rounding rule: quality = floor(u) for a drawn u (see docs/degradations.md)."""
-    return int(math.floor(u + 1e-9))
+    return math.floor(u)
 
 
 def _seed(rng: np.random.Generator) -> int:
@@ -111,7 +118,7 @@ def sample_kernel(spec: BlurSpec, rng: np.random.Generator, prefix: str = "") ->
     elif ktype == "motion":
         p["motion_length"] = _uniform(spec.motion_length, rng)
         p["motion_angle"] = _uniform(spec.motion_angle, rng)
-        p["kernel_size"] = size = 2 * int(math.ceil(p["motion_length"] / 2)) + 1
+        p["kernel_size"] = size = 2 * math.ceil(p["motion_length"] / 2) + 1
     else:
         sx = _uniform(spec.sigma_x, rng)
         if ktype.endswith("aniso"):
@@ -327,7 +334,7 @@ _INT_KEYS = ("order", "kernel_size", "noise_seed", "jpeg_quality", "target_scale
 
 def param_dtype(key: str) -> str:
     """The pandas (nullable) dtype of a parameter column: string, boolean, Int64 or Float64."""
-    base = key[3:] if key.startswith("s2_") else key
+    base = key.removeprefix("s2_")
     if base in _STR_KEYS or base.endswith("sha256") or base == "image_id":
         return "string"
     if base in _BOOL_KEYS:

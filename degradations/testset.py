@@ -18,26 +18,40 @@ import multiprocessing
 import os
 import platform
 import shutil
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from celebref.dataset import FaceDataset
 from celebref.imageio import (
-    ImageReadError, encode_png, file_sha256, pixel_sha256, read_image, sha256_bytes, write_bytes_atomic,
+    ImageReadError,
+    encode_png,
+    file_sha256,
+    pixel_sha256,
+    read_image,
+    sha256_bytes,
+    write_bytes_atomic,
 )
 from celebref.safepath import safe_component, safe_join
 from degradations.pipeline import SEED_SCHEME, degrade_image, item_seed
 from degradations.presets import Preset, get_preset
 from degradations.sampling import IMPLEMENTATION_VERSION, param_dtype, params_to_record
 from degradations.testset_io import (
-    CHECKSUMS_FILE, FORMAT_VERSION, INFO_FILE, LQ_DIR, PARAMS_FILE, TestSet, TestSetError, compute_testset_hash,
-    format_checksums, lq_relpath,
+    CHECKSUMS_FILE,
+    FORMAT_VERSION,
+    INFO_FILE,
+    LQ_DIR,
+    PARAMS_FILE,
+    TestSet,
+    TestSetError,
+    compute_testset_hash,
+    format_checksums,
+    lq_relpath,
 )
 
 log = logging.getLogger("celebref.degrade")
@@ -335,7 +349,7 @@ def _finalise(out: Path, ds: FaceDataset, preset: Preset, seed: int, split: str 
         "testset_hash": ts_hash,
         "skipped": skipped,
         "versions": _versions(),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     write_bytes_atomic(out / INFO_FILE, json.dumps(info, indent=2, sort_keys=True).encode())
     shutil.rmtree(out / PARTIAL_DIR, ignore_errors=True)
@@ -398,8 +412,8 @@ def verify_testset(root: str | os.PathLike, *, dataset_root: str | os.PathLike |
                 try:
                     lq, _ = degrade_image(read_image(ds.image_path(iid)), preset, item_seed(ts.seed, iid))
                     info["max_abs_diff"] = int(np.abs(lq.astype(int) - ts.read_lq(iid).astype(int)).max())
-                except Exception:  # noqa: BLE001 - diagnostics only
-                    pass
+                except Exception as e:  # noqa: BLE001 - diagnostics only
+                    log.debug("no pixel difference for %s: %s", iid, e)
             rep.mismatched.append(info)
         else:
             rep.ok += 1

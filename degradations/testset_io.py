@@ -26,9 +26,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import pandas as pd
@@ -103,7 +103,7 @@ class TestSet:
     # ------------------------------------------------------------------ loading
     @classmethod
     def load(cls, root: str | os.PathLike, *, dataset_root: str | os.PathLike | None = None,
-             check_dataset: bool = True) -> "TestSet":
+             check_dataset: bool = True) -> TestSet:
         """Open a test set. ``dataset_root`` overrides where the GT dataset is looked for (default: the recorded
         absolute root, then the recorded path relative to the test set). The dataset is opened lazily on first
         use of :attr:`dataset`; its hash must equal the recorded one unless ``check_dataset=False``."""

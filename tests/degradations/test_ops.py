@@ -147,7 +147,7 @@ def test_poisson_noise_statistics():
 def test_jpeg_matches_opencv_and_quality_orders_error(face_rgb):
     face_rgb = cv2.GaussianBlur(face_rgb, (0, 0), 2.0)  # JPEG's domain: smooth content
     bgr = cv2.cvtColor(face_rgb, cv2.COLOR_RGB2BGR)
-    ok, enc = cv2.imencode(".jpg", bgr, [int(cv2.IMWRITE_JPEG_QUALITY), 55])
+    _, enc = cv2.imencode(".jpg", bgr, [int(cv2.IMWRITE_JPEG_QUALITY), 55])
     ref = cv2.cvtColor(cv2.imdecode(enc, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
     np.testing.assert_array_equal(ops.jpeg_uint8(face_rgb, 55), ref)
     errs = [np.abs(ops.jpeg_uint8(face_rgb, q).astype(float) - face_rgb).mean() for q in (10, 40, 70, 95)]

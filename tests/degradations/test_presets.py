@@ -11,8 +11,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from degradations.presets import (
-    BlurSpec, ColorJitterSpec, ColorShiftSpec, JpegSpec, NoiseSpec, Preset, PresetError, Range, ResizeSpec,
-    get_preset, list_presets,
+    BlurSpec,
+    ColorJitterSpec,
+    ColorShiftSpec,
+    JpegSpec,
+    NoiseSpec,
+    Preset,
+    PresetError,
+    Range,
+    ResizeSpec,
+    get_preset,
+    list_presets,
 )
 
 REQUIRED = {"gfpgan", "dfdnet", "refldm-moderate", "refldm-severe", "celebref-x4", "celebref-x8", "celebref-x16",

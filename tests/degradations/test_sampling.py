@@ -14,7 +14,13 @@ from degradations import kernels as K
 from degradations.pipeline import degrade_image, item_seed
 from degradations.presets import JpegSpec, Preset, Range, ResizeSpec, get_preset, list_presets
 from degradations.sampling import (
-    ARRAY_KEYS, apply_params, jpeg_quality_from, kernel_from_params, param_dtype, params_to_record, sample_params,
+    ARRAY_KEYS,
+    apply_params,
+    jpeg_quality_from,
+    kernel_from_params,
+    param_dtype,
+    params_to_record,
+    sample_params,
 )
 from tests.helpers import tiny_image
 
@@ -239,7 +245,19 @@ def test_param_dtypes():
 def test_second_order_structure(img64):
     p = sample_params(get_preset("realesrgan"), np.random.default_rng(5))
     assert p["order"] == 2 and p["target_scale"] == 4 and p["final_order"] in ("jpeg_first", "resize_first")
-    lq, full = degrade_image(img64, "realesrgan", 5)
+    _, full = degrade_image(img64, "realesrgan", 5)
     assert (full["lq_height"], full["lq_width"]) == (16, 16)
-    no_final = dataclasses.replace(get_preset("realesrgan"), name="r2")
-    assert degrade_image(img64, no_final, 5)[0].shape == img64.shape
+    base = get_preset("realesrgan")
+    variant = dataclasses.replace(base, name="r2", second_order=dataclasses.replace(
+        base.second_order, final_sinc_prob=0.0, jpeg_first_prob=1.0))
+    checked = 0
+    for seed in range(12):
+        q = sample_params(variant, np.random.default_rng(seed))
+        assert q["final_sinc"] is False and q["final_kernel"] is None and q["final_order"] == "jpeg_first"
+        lq, _ = degrade_image(img64, variant, seed)
+        assert lq.shape == img64.shape
+        # the order of the final JPEG and resize matters (when there is a resize: stage 2 was not at 1/4 already)
+        if q["s2_jpeg_quality"] is not None and q["s2_scale"] != 1.0:
+            assert not np.array_equal(apply_params(img64, {**q, "final_order": "resize_first"}), lq)
+            checked += 1
+    assert checked >= 3

@@ -14,7 +14,11 @@ from celebref.dataset import FaceDataset
 from degradations import testset as T
 from degradations.sampling import param_dtype
 from degradations.testset_io import (
-    PARAMS_BASE_COLUMNS, TestSet, TestSetError, compute_testset_hash, parse_checksums,
+    PARAMS_BASE_COLUMNS,
+    TestSet,
+    TestSetError,
+    compute_testset_hash,
+    parse_checksums,
 )
 from tests.degradations.conftest import TINY_SIZE, tiny_dataset
 
@@ -94,10 +98,10 @@ def test_dataset_hash_is_checked(full, tiny_ds, tmp_path):
     info["dataset"] = {"root": str(tmp_path / "nowhere"), "root_relative": None, "hash": "0" * 64}
     (copy / "testset.json").write_text(json.dumps(info))
     with pytest.raises(TestSetError, match="was not found"):
-        TestSet.load(copy).dataset
+        _ = TestSet.load(copy).dataset
     # an explicit dataset_root is used (and still hash-checked)
     with pytest.raises(TestSetError, match="was made from"):
-        TestSet.load(copy, dataset_root=tiny_ds).dataset
+        _ = TestSet.load(copy, dataset_root=tiny_ds).dataset
 
 
 def test_subset_and_order_invariance(full, tiny_ds, tmp_path):
