@@ -4,6 +4,7 @@ from celebref.cliutil import build_main
 
 COMMANDS = (
     "celebref.weights.cli",
+    "baselines.dict_commands",
     "degradations.commands",
 )
 
