@@ -226,7 +226,9 @@ def _check_value(value: Any, tp: Any, where: str) -> Any:
                 return _check_value(value, a, where)
             except ConfigError as e:
                 errors.append(str(e))
-        raise ConfigError(f"{where}: {value!r} does not match {tp}")
+        if len(errors) == 1:
+            raise ConfigError(errors[0] + (" (or null)" if type(None) in args else ""))
+        raise ConfigError(f"{where}: {value!r} does not match any of: " + "; ".join(errors))
     if origin is tuple:
         if isinstance(value, str) or not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
