@@ -345,7 +345,8 @@ class Preset:
         return _to_plain(self)
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None, width=100)
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None, width=100,
+                              allow_unicode=True)
 
     @classmethod
     def from_dict(cls, d: Any) -> Preset:
