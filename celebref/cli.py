@@ -5,6 +5,7 @@ from celebref.cliutil import build_main
 COMMANDS = (
     "celebref.commands.inspect",
     "celebref.commands.build",
+    "celebref.commands.publish",
 )
 
 main = build_main(

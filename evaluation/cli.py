@@ -6,6 +6,7 @@ COMMANDS = (
     "celebref.weights.cli",
     "baselines.dict_commands",
     "degradations.commands",
+    "leaderboard.commands",
 )
 
 main = build_main(
