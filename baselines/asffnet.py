@@ -33,7 +33,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from baselines.base import RestorationModel
-from baselines.blocks import LRELU, ActResBlock, SpectralNormModel, adain, conv2d, from_m11, resize_refs, sn_conv2d, to_m11
+from baselines.blocks import (
+    LRELU,
+    ActResBlock,
+    SpectralNormModel,
+    adain,
+    conv2d,
+    from_m11,
+    resize_refs,
+    sn_conv2d,
+    to_m11,
+)
 from baselines.registry import ModelInfo, register_model
 from baselines.warping import (
     MLS_POINTS,
@@ -350,4 +360,4 @@ register_model(ModelInfo(
           "Fusion, CVPR 2020 (512 re-implementation: csxmli2016/ASFFNet512)",
 ))
 
-__all__ = ["ASFFNet", "ASFFNetConfig", "PAPER", "TINY"]
+__all__ = ["PAPER", "TINY", "ASFFNet", "ASFFNetConfig"]

@@ -23,7 +23,7 @@ re-exported so every model uses the same code.
 from __future__ import annotations
 
 import copy
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -34,9 +34,25 @@ from torch.nn.utils.spectral_norm import SpectralNorm
 from baselines.dmdnet_blocks import init_spectral_norm
 
 __all__ = [
-    "LRELU", "ActResBlock", "Blur", "SFTUpBlock", "SpectralNormModel", "UNet", "adain", "calc_mean_std", "color_match",
-    "conv2d", "identity_grid", "init_spectral_norm", "resize_refs", "sample_at_points", "sn_conv2d", "tv_loss",
-    "warp", "to_m11", "from_m11",
+    "LRELU",
+    "ActResBlock",
+    "Blur",
+    "SFTUpBlock",
+    "SpectralNormModel",
+    "UNet",
+    "adain",
+    "calc_mean_std",
+    "color_match",
+    "conv2d",
+    "from_m11",
+    "identity_grid",
+    "init_spectral_norm",
+    "resize_refs",
+    "sample_at_points",
+    "sn_conv2d",
+    "to_m11",
+    "tv_loss",
+    "warp",
 ]
 
 #: LeakyReLU slope used by every model of the family

@@ -35,9 +35,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -552,4 +553,4 @@ register_model(ModelInfo(
     paper="Li et al., Blind Face Restoration via Deep Multi-scale Component Dictionaries, ECCV 2020",
 ))
 
-__all__ = ["DFDNet", "DFDNetConfig", "PAPER", "TINY", "dfdnet_part_boxes", "official_key_map"]
+__all__ = ["PAPER", "TINY", "DFDNet", "DFDNetConfig", "dfdnet_part_boxes", "official_key_map"]

@@ -15,7 +15,7 @@ import argparse
 import dataclasses
 import logging
 import platform
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -158,7 +158,7 @@ def build_from_dataset(dataset: Path, out: Path, *, model_config=None, weights=N
         "n_images": len(used),
         "image_ids_sha": _ids_digest(used),
         **stats,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "versions": {"torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version()},
     }
     write_dictionary(out, atoms_, model, {k_: v for k_, v in record.items() if k_ != "format"})

@@ -32,10 +32,19 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
-from torch import nn
 
 from baselines.base import RestorationModel
-from baselines.blocks import UNet, from_m11, identity_grid, pixels_to_grid, resize_refs, sample_at_points, to_m11, tv_loss, warp
+from baselines.blocks import (
+    UNet,
+    from_m11,
+    identity_grid,
+    pixels_to_grid,
+    resize_refs,
+    sample_at_points,
+    to_m11,
+    tv_loss,
+    warp,
+)
 from baselines.registry import ModelInfo, register_model
 from baselines.warping import select_references
 
@@ -150,4 +159,4 @@ register_model(ModelInfo(
     paper="Li et al., Learning Warped Guidance for Blind Face Restoration, ECCV 2018",
 ))
 
-__all__ = ["GFRNet", "GFRNetConfig", "PAPER", "TINY", "landmark_loss"]
+__all__ = ["PAPER", "TINY", "GFRNet", "GFRNetConfig", "landmark_loss"]

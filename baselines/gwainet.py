@@ -199,4 +199,4 @@ register_model(ModelInfo(
     paper="Dogan, Gu, Timofte, Exemplar Guided Face Image Super-Resolution without Facial Landmarks, CVPRW 2019",
 ))
 
-__all__ = ["GWAInet", "GWAInetConfig", "PAPER", "TINY"]
+__all__ = ["PAPER", "TINY", "GWAInet", "GWAInetConfig"]

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -88,4 +87,4 @@ register_model(ModelInfo(
     paper="",
 ))
 
-__all__ = ["Bicubic", "RefColorMatch", "TrivialConfig", "PAPER", "TINY"]
+__all__ = ["PAPER", "TINY", "Bicubic", "RefColorMatch", "TrivialConfig"]

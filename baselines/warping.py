@@ -26,7 +26,7 @@ coordinates as the release does, ``(g - H/2) / (H/2)`` with ``align_corners=Fals
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

@@ -273,7 +273,7 @@ def test_missing_vgg_dictionary_or_generator_names_the_fix(isolated_weights, vgg
 def test_training_updates_extractor_and_selected_atoms_and_round_trips(tmp_path):
     torch.manual_seed(0)
     m = DFDNet(TINY).train()
-    lq, lm = _inputs(2, seed=2)
+    lq, lm = _inputs(1, seed=2)
     out = m.training_outputs(lq, lm)
     assert set(out) == {"restored"}
     out["restored"].mean().backward()

@@ -29,7 +29,7 @@ def test_kmeans_recovers_separated_clusters_and_is_seeded():
 
 def test_kmeans_handles_duplicates_and_k_equal_n():
     x = torch.tensor([[1.0, 1.0]] * 5 + [[2.0, 2.0]] * 2)
-    c, labels, inertia = kmeans(x, 3, seed=0)
+    c, _labels, inertia = kmeans(x, 3, seed=0)
     assert c.shape == (3, 2) and torch.isfinite(c).all() and inertia == pytest.approx(0.0, abs=1e-9)
     c, _, inertia = kmeans(torch.eye(4), 4, seed=1)
     assert inertia == pytest.approx(0.0, abs=1e-9)

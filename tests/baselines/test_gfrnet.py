@@ -56,7 +56,7 @@ def test_training_the_warpnet_on_landmark_and_tv_losses_reduces_the_landmark_los
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(extra["landmark"]))
+        losses.append(float(extra["landmark"].detach()))
     assert m.last_selection == [select_guidance(lq_lm, refs_lm)]
     assert losses[-1] < 0.5 * losses[0]
 
