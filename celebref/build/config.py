@@ -115,9 +115,10 @@ class QualityConfig:
     min_sharpness: Optional[float] = 30.0
     #: halftone/speckle noise: mean |grey - median5| of the face region / sqrt(sharpness)
     max_noise_ratio: Optional[float] = 0.28
-    #: NIQE (BasicSR convention, Y channel) of the aligned face; lower is better. Needs the niqe-basicsr params
+    #: NIQE (BasicSR convention, Y channel) of the aligned face; lower is better. Needs evaluation.niqe and the
+    #: niqe-basicsr params (else recorded as unavailable). Recorded, no threshold by default (not yet calibrated)
     niqe: bool = True
-    max_niqe: Optional[float] = 7.0
+    max_niqe: Optional[float] = None
     #: mean luma (0-255) of the face region, and the share of clipped (<=4 or >=251) face pixels
     min_brightness: Optional[float] = 40.0
     max_brightness: Optional[float] = 225.0

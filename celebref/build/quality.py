@@ -31,7 +31,7 @@ import numpy as np
 
 from celebref.build.config import QualityConfig
 
-VERSION = "2"
+VERSION = "3"
 
 
 @dataclass(frozen=True)
@@ -139,17 +139,22 @@ def niqe_backend():
     if weights.locate("niqe-basicsr") is None:
         _NIQE = (None, "unavailable: missing pretrained file niqe-basicsr (fix: `bench weights fetch niqe-basicsr`)")
         return _NIQE
-    fn = None
-    for name in ("niqe", "calculate_niqe", "compute_niqe"):
-        if callable(getattr(niqe_mod, name, None)):
-            fn = getattr(niqe_mod, name)
-            break
-    if fn is None:
-        _NIQE = (None, "unavailable: evaluation.niqe has no niqe()/calculate_niqe()")
+    fn = getattr(niqe_mod, "niqe", None)
+    loader = getattr(niqe_mod, "load_pristine_params", None)
+    if not callable(fn) or not callable(loader):
+        _NIQE = (None, "unavailable: evaluation.niqe has no niqe()/load_pristine_params()")
+        return _NIQE
+    try:
+        params = loader(str(weights.require("niqe-basicsr")))
+    except Exception as e:  # a corrupt/unverified parameter file: never run without it
+        _NIQE = (None, f"unavailable: niqe-basicsr parameters not usable ({type(e).__name__}: {str(e)[:120]})")
         return _NIQE
 
     def run(img: np.ndarray) -> float:
-        return float(fn(img))
+        import torch
+
+        t = torch.from_numpy(np.array(img, dtype=np.uint8, copy=True)).permute(2, 0, 1)[None]
+        return float(fn(t, params)[0])
 
     _NIQE = (run, None)
     return _NIQE

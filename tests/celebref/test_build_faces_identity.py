@@ -4,6 +4,8 @@ identity clustering of celeba_in_the_wild + LFW + five_celebrity scored against 
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -133,6 +135,7 @@ def clustering_build(shared_faces, tmp_path_factory):
                         "quality": {k: None for k in ("min_eye_distance", "min_sharpness", "max_noise_ratio",
                                                       "max_tone_r2", "min_chroma", "max_blockiness")},
                         "dedup": {"enabled": False}, "output": {"report": False}})
+    cfg = cfg.replace(quality=dataclasses.replace(cfg.quality, niqe=False))
     return build_dataset([f"folder:{tree}"], tmp_path_factory.mktemp("clu_out"), cfg, workers=2,
                          truth=shared_faces / "manifest.csv")
 
@@ -156,7 +159,7 @@ def test_injected_label_noise_is_flagged(celebref_examples, tmp_path):
         for f in sorted((refs / ident).glob("*.png"))[:5]:
             (tree / ident / f.name).symlink_to(f)
     (tree / "00075" / "99.png").symlink_to(refs / "00121" / "2.png")  # label noise
-    cfg = parse_config({"identity": {"min_images": 3}, "output": {"report": False}})
+    cfg = parse_config({"identity": {"min_images": 3}, "output": {"report": False}, "quality": {"niqe": False}})
     r = build_dataset([f"celebrefhq:{tree}"], tmp_path / "out", cfg, workers=1)
     m = r.manifest
     row = m[m["source_path"].str.endswith("00075/99.png")].iloc[0]

@@ -29,7 +29,8 @@ pytestmark = pytest.mark.shared_data
 @pytest.fixture(scope="module")
 def examples_build(celebref_examples, tmp_path_factory):
     out = tmp_path_factory.mktemp("celebref_build")
-    return build_dataset([str(celebref_examples / "RefsImg")], out, workers=2)
+    return build_dataset([str(celebref_examples / "RefsImg")], out, parse_config({"quality": {"niqe": False}}),
+                         workers=2)
 
 
 def test_celebref_examples_reproduce_identity_groupings(examples_build):
@@ -105,6 +106,9 @@ def test_quality_filters_reject_known_bad_photos(shared_faces, tmp_path):
     assert {"low_face_resolution", "greyscale", "blurry"} <= reasons
     # each rejection names the threshold that rejected it
     assert strict["reject_detail"].str.contains("=").all()
+    # NIQE is recorded when evaluation.niqe and its parameters are present, else marked unavailable
+    assert m["niqe_status"].notna().all()
+    assert (m["niqe"].notna() == (m["niqe_status"] == "ok")).all()
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +124,8 @@ def small_sources(celebref_examples, shared_faces, tmp_path_factory):
     return [f"celebrefhq:{root / 'chq'}", f"folder:{root / 'photos'}"]
 
 
-SMALL_CFG = {"runner": {"shard_size": 2}, "identity": {"min_images": 2}, "output": {"report": False}}
+SMALL_CFG = {"runner": {"shard_size": 2}, "identity": {"min_images": 2}, "output": {"report": False},
+             "quality": {"niqe": False}}
 
 
 @pytest.fixture(scope="module")
