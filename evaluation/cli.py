@@ -5,6 +5,7 @@ from celebref.cliutil import build_main
 COMMANDS = (
     "celebref.weights.cli",
     "baselines.dict_commands",
+    "baselines.commands",
     "degradations.commands",
     "leaderboard.commands",
 )

@@ -1,0 +1,564 @@
+"""The training loop (model-agnostic): every trainable model of the zoo trains through :func:`train`.
+
+Per step: one generator update — image losses (L1, perceptual, identity) on ``restored`` and every
+``restored_*`` output of ``model.training_outputs(lq, landmarks, refs, ref_landmarks)``, hinge adversarial losses on
+``restored`` (whole face and components, from ``loss.gan_start_step``), plus the model's ``extra_losses`` — then one
+discriminator update on (HQ, detached ``restored``), then the EMA update. AdamW with linear warm-up + cosine decay,
+gradient-norm clipping, AMP (bf16 or fp16 with a GradScaler) on CUDA. Validation (EMA weights) every ``val_every``
+steps and at the end; checkpoints every ``ckpt_every`` steps, at the end and on Ctrl-C.
+
+Resuming (``resume='auto'``: ``<out>/checkpoints/last.pt`` when present) restores the model, EMA, discriminators,
+optimisers, schedulers, scaler, RNG states and the position in the data stream, so the losses after a resume are
+those of an uninterrupted run (within floating-point tolerance).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import random
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from baselines.registry import CHECKPOINT_FORMAT, create_model, get_model_info, resolve_config
+from baselines.training import checkpoint as ckpt
+from baselines.training.config import RUNTIME_FIELDS, ConfigError, TrainConfig, diff, dump_yaml
+from baselines.training.data import FaceTrainingSet, StepSampler, ValidationSet, batch_to, collate
+from baselines.training.discriminators import ComponentDiscriminators, PatchDiscriminator
+from baselines.training.ema import ModelEMA
+from baselines.training.logger import RunLogger
+from baselines.training.losses import (
+    build_identity_loss,
+    build_perceptual_loss,
+    hinge_d_loss,
+    hinge_g_loss,
+    l1_loss,
+)
+from baselines.training.schedule import WarmupCosine, lr_factor, make_scheduler
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    step: int
+    checkpoint: Path | None
+    seconds: float
+    train_seconds: float
+    resumed_from: int | None
+    val: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    last_losses: dict[str, float] = field(default_factory=dict)
+
+
+def resolve_model(cfg: TrainConfig):
+    """(ModelInfo, model config) for ``cfg``, or ConfigError naming what is wrong."""
+    try:
+        info = get_model_info(cfg.model)
+    except KeyError as e:
+        raise ConfigError(f"model: {e.args[0]}") from None
+    if not info.model_cls.trainable:
+        raise ConfigError(f"model: {cfg.model!r} has no trainable parameters")
+    try:
+        model_cfg = resolve_config(info, cfg.model_config)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"model_config: {e}") from None
+    return info, model_cfg
+
+
+def _reference_mode(cfg: TrainConfig, model) -> str:
+    if cfg.data.references != "auto":
+        if cfg.data.references == "none" and getattr(model, "needs_references", False):
+            raise ConfigError(f"data.references: {cfg.model} needs references; use 'required' or 'auto'")
+        return cfg.data.references
+    if getattr(model, "needs_references", False) or getattr(model, "uses_references", False):
+        return "required"
+    return "none"
+
+
+def _seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _set_requires_grad(module: torch.nn.Module | None, flag: bool) -> None:
+    if module is not None:
+        for p in module.parameters():
+            p.requires_grad_(flag)
+
+
+class Trainer:
+    """Builds everything from a :class:`TrainConfig` (see :func:`train`)."""
+
+    def __init__(self, cfg: TrainConfig, *, resume: str | os.PathLike | None = "auto",
+                 device: str | None = None, on_step: Callable[[int, dict], None] | None = None):
+        from celebref.cliutil import resolve_device
+        from celebref.dataset import FaceDataset
+
+        self.t_start = time.perf_counter()
+        self.cfg = cfg
+        self.out = Path(cfg.out)
+        self.device = torch.device(device or resolve_device(cfg.device))
+        self.on_step = on_step
+        self.notes: list[str] = []
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        info, model_cfg = resolve_model(cfg)
+        self.info = info
+
+        # ---- what to resume from (decided first: a fresh run initialises the dictionary, a resumed one not)
+        self.resume_path = self._resume_path(resume)
+        resume_ck = ckpt.load_checkpoint(self.resume_path) if self.resume_path else None
+        if resume_ck is not None:
+            self._check_resumable(resume_ck)
+
+        _seed_all(cfg.seed)
+        self.model = create_model(cfg.model, model_cfg, device=self.device).train()
+        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        self.model.to(memory_format=self.memory_format)
+        self.size = self.model.input_size
+        if cfg.data.size is not None and cfg.data.size != self.size:
+            raise ConfigError(f"data.size: {cfg.data.size} differs from the input size {self.size} of "
+                              f"{cfg.model} config; change model_config (e.g. {{base: tiny, size: {cfg.data.size}}})")
+        self.references = _reference_mode(cfg, self.model)
+        self.component_gan = cfg.loss.component_adversarial > 0
+        self.need_landmarks = bool(self.model.needs_landmarks or self.component_gan)
+
+        # ---- data
+        try:
+            faces = FaceDataset.load(cfg.data.dataset)
+        except FileNotFoundError as e:
+            raise ConfigError(f"data.dataset: {e}") from None
+        self.faces = faces
+        common = dict(size=self.size, seed=cfg.seed, max_refs=cfg.data.max_refs, references=self.references,
+                      need_landmarks=self.need_landmarks, degrade_at=cfg.data.degrade_at)
+        try:
+            self.train_set = FaceTrainingSet(faces, split=cfg.data.train_split, preset=cfg.data.preset,
+                                             hflip=cfg.data.hflip, cache_images=cfg.data.cache_images, **common)
+            self.val_set = ValidationSet(faces, split=cfg.data.val_split, preset=cfg.data.val_preset,
+                                         max_images=cfg.data.val_max_images, **common)
+        except ValueError as e:  # empty split, unknown preset (PresetError is a ValueError) ...
+            raise ConfigError(f"data: {e}") from None
+        for name, skipped in (("train", self.train_set.skipped), ("val", self.val_set.skipped)):
+            if skipped:
+                self.notes.append(f"{name}: skipped {dict(skipped)}")
+        log.info("data: %d training images (%s), %d validation images (%s), references %s, size %d",
+                 len(self.train_set), cfg.data.train_split, len(self.val_set), cfg.data.val_split,
+                 self.references, self.size)
+
+        # ---- discriminators and losses
+        torch.manual_seed(cfg.seed + 1)
+        self.d_face = None
+        if cfg.loss.adversarial > 0:
+            self.d_face = PatchDiscriminator(cfg.discriminator.channels, cfg.discriminator.layers).to(
+                self.device, memory_format=self.memory_format)
+        self.d_comp = None
+        if self.component_gan:
+            crop = cfg.discriminator.component_size or max(8, self.size // 4)
+            self.d_comp = ComponentDiscriminators(crop, cfg.discriminator.component_channels).to(
+                self.device, memory_format=self.memory_format)
+        self.perceptual = None
+        if cfg.loss.perceptual > 0:
+            self.perceptual = build_perceptual_loss().to(self.device)
+            if self.perceptual.kind != "vgg19":
+                self.notes.append("perceptual loss: VGG19 weights missing, used the SSIM+gradient fallback")
+        self.identity = None
+        if cfg.loss.identity > 0:
+            self.identity = build_identity_loss()
+            if self.identity is None:
+                self.notes.append("identity loss disabled: arcface-resnet18 weights missing")
+            else:
+                self.identity = self.identity.to(self.device)
+
+        # ---- precision
+        self.amp = bool(cfg.amp and self.device.type == "cuda")
+        if cfg.amp and not self.amp:
+            log.info("amp: ignored on %s (mixed precision is used on CUDA only)", self.device.type)
+        self.amp_dtype = torch.bfloat16 if cfg.amp_dtype == "bf16" else torch.float16
+        if self.amp and self.amp_dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
+            log.warning("amp: bf16 unsupported on this GPU; using fp16 with a GradScaler")
+            self.amp_dtype = torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.amp_dtype == torch.float16)
+
+        # ---- model-specific initialisation (fresh runs only), then optimisers, EMA
+        self.step = 0
+        self.init_stats: dict | None = None
+        if resume_ck is None:
+            self.init_stats = self._model_init()
+        g_params = [p for p in self.model.parameters() if p.requires_grad]
+        o = cfg.optim
+        self.opt_g = torch.optim.AdamW(g_params, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
+        self.sched_g = make_scheduler(self.opt_g, cfg.schedule.total_steps, cfg.schedule.warmup_steps,
+                                      cfg.schedule.min_lr_ratio)
+        # the discriminators' rate follows the same schedule, set from the step (they only step once the GAN starts)
+        self.opt_d = None
+        d_params = [p for d in (self.d_face, self.d_comp) if d is not None for p in d.parameters()]
+        if d_params:
+            self.opt_d = torch.optim.AdamW(d_params, lr=o.d_lr, betas=o.d_betas, weight_decay=o.d_weight_decay)
+        self.ema = ModelEMA(self.model, cfg.ema.decay, cfg.ema.warmup)
+        self.last_val: dict[str, float] = {}
+        self.resumed_from = None
+        if resume_ck is not None:
+            self._load_state(resume_ck)
+            self.resumed_from = self.step
+            log.info("resumed from %s at step %d", self.resume_path, self.step)
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "config.yaml").write_text(dump_yaml(cfg))
+        self.logger = RunLogger(self.out, resume_step=self.step if resume_ck is not None else None,
+                                tensorboard=cfg.tensorboard)
+        self.validator = None
+
+    # ------------------------------------------------------------------------------------------ setup helpers
+    def _resume_path(self, resume) -> Path | None:
+        if resume is None or resume == "never":
+            return None
+        if resume == "auto":
+            return ckpt.find_resume(self.out)
+        p = Path(resume)
+        if not p.is_file():
+            raise ConfigError(f"--resume: checkpoint {p} not found")
+        return p
+
+    def _check_resumable(self, ck: dict) -> None:
+        if ck.get("model") != self.cfg.model:
+            raise ConfigError(f"{self.resume_path} is a checkpoint of {ck.get('model')!r}, not {self.cfg.model!r}; "
+                              f"use another --out or --resume never")
+        saved = ck.get("train_config")
+        if saved is None:
+            raise ConfigError(f"{self.resume_path} has no training state (a weights-only checkpoint); "
+                              f"use another --out or --resume never")
+        changed = [k for k in diff(saved, self.cfg.to_dict()) if k not in RUNTIME_FIELDS]
+        if changed:
+            raise ConfigError(f"the config differs from the one of the run in {self.out} in {', '.join(changed)}; "
+                              f"resume with the same config, or use another --out (or --resume never)")
+
+    def _model_init(self) -> dict | None:
+        """Data-dependent initialisation before step 0: the generic dictionary of DMDNet-like models."""
+        init = getattr(self.model, "generic_dictionary_init", None)
+        y = self.cfg.init.generic_dictionary_images
+        if init is None or y <= 0:
+            return None
+        pool = self.train_set.init_pool_size()
+        n_atoms = getattr(self.model.config, "n_atoms", 0)
+        count = min(y, pool)
+        if count < n_atoms:
+            raise ConfigError(f"init.generic_dictionary_images: the generic dictionary has {n_atoms} atoms but only "
+                              f"{count} distinct HQ training faces are available (Y={y}, pool {pool}); add training "
+                              f"images or set init.generic_dictionary_images: 0 for a random initialisation")
+        t0 = time.perf_counter()
+        batches = self.train_set.init_batches(count, self.cfg.init.batch_size, self.cfg.seed)
+        stats = init(({"hq": b["hq"].to(self.device), "landmarks": b["landmarks"]} for b in batches))
+        log.info("generic dictionary initialised from %d HQ training faces in %.1f s", count,
+                 time.perf_counter() - t0)
+        stats = dict(stats or {})
+        stats.pop("items_per_atom", None)
+        return {"images": count, **{k: v for k, v in stats.items() if isinstance(v, (int, float, str))}}
+
+    # ------------------------------------------------------------------------------------------ state
+    def _discriminator_states(self) -> dict:
+        out = {}
+        if self.d_face is not None:
+            out["face"] = self.d_face.state_dict()
+        if self.d_comp is not None:
+            out["components"] = self.d_comp.state_dict()
+        return out
+
+    def _payload(self) -> dict:
+        versions = {"torch": str(torch.__version__)}
+        try:
+            from importlib.metadata import version
+
+            versions["celebref-suite"] = version("celebref-suite")
+        except Exception:  # noqa: BLE001 - not installed as a distribution
+            pass
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "model": self.cfg.model,
+            "config": _plain(self.model.config_dict()),
+            "state_dict": self.model.state_dict(),
+            "ema": self.ema.state_dict(),
+            "step": self.step,
+            "ema_updates": self.ema.updates,
+            "train_config": self.cfg.to_dict(),
+            "discriminators": self._discriminator_states(),
+            "optimizers": {"g": self.opt_g.state_dict(), **({"d": self.opt_d.state_dict()} if self.opt_d else {})},
+            "schedulers": {"g": self.sched_g.state_dict()},
+            "scaler": self.scaler.state_dict(),
+            "rng": ckpt.rng_state(),
+            "metrics": {k: float(v) for k, v in self.last_val.items()},
+            "init": _plain(self.init_stats or {}),
+            "versions": versions,
+        }
+
+    def _load_state(self, ck: dict) -> None:
+        self.model.load_state_dict(ck["state_dict"])
+        self.ema.load_state_dict(ck.get("ema") or ck["state_dict"], ck.get("ema_updates", ck["step"]))
+        ds = ck.get("discriminators", {})
+        if self.d_face is not None:
+            self.d_face.load_state_dict(ds["face"])
+        if self.d_comp is not None:
+            self.d_comp.load_state_dict(ds["components"])
+        self.opt_g.load_state_dict(ck["optimizers"]["g"])
+        self.sched_g.load_state_dict(ck["schedulers"]["g"])
+        # the schedule is the one of *this* config (schedule.total_steps may be raised to extend a run)
+        s = self.cfg.schedule
+        self.sched_g.lr_lambdas[0] = WarmupCosine(s.total_steps, s.warmup_steps, s.min_lr_ratio)
+        for g, base in zip(self.opt_g.param_groups, self.sched_g.base_lrs):
+            g["lr"] = base * self.sched_g.lr_lambdas[0](self.sched_g.last_epoch)
+        if self.opt_d is not None:
+            self.opt_d.load_state_dict(ck["optimizers"]["d"])
+        if ck.get("scaler"):
+            self.scaler.load_state_dict(ck["scaler"])
+        self.step = int(ck["step"])
+        self.last_val = dict(ck.get("metrics") or {})
+        self.init_stats = ck.get("init") or None
+        ckpt.set_rng_state(ck["rng"])
+
+    def save(self) -> Path:
+        path = ckpt.save_checkpoint(self.out, self.step, self._payload(), keep=self.cfg.keep_checkpoints)
+        log.info("checkpoint %s", path)
+        return path
+
+    # ------------------------------------------------------------------------------------------ steps
+    def _autocast(self):
+        if not self.amp:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type="cuda", dtype=self.amp_dtype)
+
+    def gan_active(self) -> bool:
+        return self.step >= self.cfg.loss.gan_start_step and (self.d_face is not None or self.d_comp is not None)
+
+    def train_step(self, batch: dict) -> dict[str, float]:
+        """One generator + discriminator update on a device batch; returns the loss terms (weighted)."""
+        cfg, lw = self.cfg, self.cfg.loss
+        hq, lm = batch["hq"], batch["landmarks"]
+        gan = self.gan_active()
+        _set_requires_grad(self.d_face, False)
+        _set_requires_grad(self.d_comp, False)
+        rois = self.d_comp.rois(lm, self.size) if (self.d_comp is not None and gan) else None
+        with self._autocast():
+            outputs = self.model.training_outputs(batch["lq"], lm, batch["refs"], batch["ref_landmarks"])
+            if "restored" not in outputs:
+                raise RuntimeError(f"{cfg.model}.training_outputs() must return a 'restored' image")
+            terms: dict[str, torch.Tensor] = {}
+            for key, img in outputs.items():
+                if not (key == "restored" or key.startswith("restored_")):
+                    continue
+                w = lw.outputs.get(key, 1.0)
+                if w == 0:
+                    continue
+                sfx = key[len("restored"):]
+                if lw.l1 > 0:
+                    terms[f"l1{sfx}"] = w * lw.l1 * l1_loss(img, hq)
+                if self.perceptual is not None:
+                    terms[f"perceptual{sfx}"] = w * lw.perceptual * self.perceptual(img, hq)
+                if self.identity is not None:
+                    terms[f"identity{sfx}"] = w * lw.identity * self.identity(img, hq)
+            fake = outputs["restored"]
+            if gan and self.d_face is not None:
+                terms["adv"] = lw.adversarial * hinge_g_loss(self.d_face(fake))
+            if rois is not None:
+                logits = self.d_comp(fake, rois)
+                terms["comp_adv"] = lw.component_adversarial * torch.stack(
+                    [hinge_g_loss(v) for v in logits.values()]).mean()
+            for k, v in (self.model.extra_losses(outputs, batch) or {}).items():
+                w = lw.extra.get(k, 1.0)
+                if w:
+                    terms[f"extra_{k}"] = w * v.float()
+        if not terms:
+            raise ConfigError("loss: every loss weight is 0, nothing to train")
+        total = torch.stack([t.float() for t in terms.values()]).sum()
+        if not torch.isfinite(total):
+            raise FloatingPointError(f"non-finite generator loss at step {self.step}: "
+                                     f"{ {k: float(v) for k, v in terms.items()} }")
+        self.opt_g.zero_grad(set_to_none=True)
+        self.scaler.scale(total).backward()
+        gnorm = self._clip(self.opt_g, self.model.parameters())
+        self.scaler.step(self.opt_g)
+        values = {k: float(v.detach()) for k, v in terms.items()}
+        values["total"] = float(total.detach())
+        if gnorm is not None:
+            values["grad_norm"] = gnorm
+
+        if gan:
+            _set_requires_grad(self.d_face, True)
+            _set_requires_grad(self.d_comp, True)
+            fake = fake.detach()
+            with self._autocast():
+                d_terms = []
+                if self.d_face is not None:
+                    d = hinge_d_loss(self.d_face(hq), self.d_face(fake))
+                    values["d_face"] = float(d.detach())
+                    d_terms.append(d)
+                if self.d_comp is not None:
+                    real_l, fake_l = self.d_comp(hq, rois), self.d_comp(fake, rois)
+                    d = torch.stack([hinge_d_loss(real_l[n], fake_l[n]) for n in real_l]).mean()
+                    values["d_comp"] = float(d.detach())
+                    d_terms.append(d)
+            d_total = torch.stack(d_terms).sum()
+            s = self.cfg.schedule
+            for g in self.opt_d.param_groups:
+                g["lr"] = self.cfg.optim.d_lr * lr_factor(self.step, s.total_steps, s.warmup_steps, s.min_lr_ratio)
+            self.opt_d.zero_grad(set_to_none=True)
+            self.scaler.scale(d_total).backward()
+            self._clip(self.opt_d, [p for g in self.opt_d.param_groups for p in g["params"]])
+            self.scaler.step(self.opt_d)
+        self.scaler.update()
+        self.sched_g.step()
+        self.ema.update(self.model)
+        self.step += 1
+        return values
+
+    def _clip(self, opt, params) -> float | None:
+        if self.cfg.optim.grad_clip <= 0:
+            return None
+        self.scaler.unscale_(opt)
+        return float(torch.nn.utils.clip_grad_norm_(list(params), self.cfg.optim.grad_clip))
+
+    # ------------------------------------------------------------------------------------------ loop
+    def loader(self) -> DataLoader:
+        cfg = self.cfg
+        if cfg.workers > 0:
+            # OpenCV's thread pool does not survive fork() (a forked worker that touches it can deadlock): run
+            # OpenCV single-threaded in this process before the workers are forked; they inherit it.
+            import cv2
+
+            cv2.setNumThreads(1)
+        sampler = StepSampler(len(self.train_set), cfg.seed, start=self.step * cfg.batch_size)
+        return DataLoader(self.train_set, batch_size=cfg.batch_size, sampler=sampler, collate_fn=collate,
+                          num_workers=cfg.workers, persistent_workers=cfg.workers > 0,
+                          generator=torch.Generator().manual_seed(cfg.seed),
+                          pin_memory=self.device.type == "cuda")
+
+    def validate(self) -> dict[str, float]:
+        if self.validator is None:
+            from baselines.training.validation import Validator
+
+            self.validator = Validator(self.val_set, device=self.device, batch_size=self.cfg.batch_size,
+                                       identity=self.cfg.val_identity)
+        res = self.validator(self.ema.module)
+        self.last_val = res
+        self.logger.log("val", self.step, res)
+        log.info("val step %d: %s", self.step, _fmt_metrics(res))
+        return res
+
+    def fit(self) -> TrainResult:
+        cfg = self.cfg
+        total = cfg.schedule.total_steps
+        t_loop = time.perf_counter()
+        last_ck: Path | None = None
+        sums: dict[str, float] = defaultdict(float)
+        n_sum = 0
+        t_interval = time.perf_counter()
+        last_values: dict[str, float] = {}
+        if self.step >= total:
+            log.info("already at step %d of %d; nothing to train", self.step, total)
+        it = iter(self.loader()) if self.step < total else iter(())
+        try:
+            while self.step < total:
+                batch = batch_to(next(it), self.device, self.memory_format)
+                values = self.train_step(batch)
+                last_values = values
+                for k, v in values.items():
+                    sums[k] += v
+                n_sum += 1
+                if self.on_step is not None:
+                    self.on_step(self.step, values)
+                at_end = self.step >= total
+                if (cfg.log_every and self.step % cfg.log_every == 0) or at_end:
+                    dt = (time.perf_counter() - t_interval) / max(n_sum, 1)
+                    row = {k: v / n_sum for k, v in sums.items()}
+                    row.update(lr=self.opt_g.param_groups[0]["lr"], sec_per_step=dt,
+                               epoch=self.step * cfg.batch_size / len(self.train_set))
+                    self.logger.log("train", self.step, row)
+                    eta = dt * (total - self.step)
+                    log.info("step %d/%d loss %.4f (%s) lr %.2e %.2f s/step ETA %.0f s", self.step, total,
+                             row["total"], ", ".join(f"{k} {v:.4f}" for k, v in row.items()
+                                                     if k not in ("total", "lr", "sec_per_step", "epoch")),
+                             row["lr"], dt, eta)
+                    sums.clear()
+                    n_sum = 0
+                    t_interval = time.perf_counter()
+                if (cfg.val_every and self.step % cfg.val_every == 0) or at_end:
+                    self.validate()
+                if (cfg.ckpt_every and self.step % cfg.ckpt_every == 0) or at_end:
+                    last_ck = self.save()
+        except KeyboardInterrupt:
+            if self.step > 0:
+                log.warning("interrupted at step %d; saving a checkpoint to resume from", self.step)
+                self.save()
+            raise
+        finally:
+            self.logger.close()
+        if last_ck is None:
+            last_ck = ckpt.find_resume(self.out)
+        result = TrainResult(out=self.out, step=self.step, checkpoint=last_ck,
+                             seconds=time.perf_counter() - self.t_start,
+                             train_seconds=time.perf_counter() - t_loop, resumed_from=self.resumed_from,
+                             val=dict(self.last_val), notes=list(self.notes), last_losses=last_values)
+        self._write_summary(result)
+        return result
+
+    def _write_summary(self, r: TrainResult) -> None:
+        summary = {
+            "format": "celebref.train-summary/1",
+            "model": self.cfg.model,
+            "model_config": _plain(self.model.config_dict()),
+            "step": r.step,
+            "total_steps": self.cfg.schedule.total_steps,
+            "resumed_from": r.resumed_from,
+            "checkpoint": str(r.checkpoint) if r.checkpoint else None,
+            "seconds": r.seconds,
+            "train_seconds_this_run": r.train_seconds,
+            "device": str(self.device),
+            "torch_threads": torch.get_num_threads(),
+            "amp": self.amp,
+            "dataset": {"path": str(self.faces.root), "hash": self.faces.hash,
+                        "train_images": len(self.train_set), "val_images": len(self.val_set)},
+            "degradations": {"train": self.train_set.degrader.preset.name, "val": self.val_set.preset.name},
+            "references": self.references,
+            "perceptual": getattr(self.perceptual, "kind", None),
+            "identity_loss": self.identity is not None,
+            "init": self.init_stats,
+            "val": r.val,
+            "notes": r.notes,
+        }
+        tmp = self.out / ".summary.json.tmp"
+        tmp.write_text(json.dumps(summary, indent=2, sort_keys=True, default=str))
+        os.replace(tmp, self.out / "summary.json")
+
+
+def train(cfg: TrainConfig, *, resume: str | os.PathLike | None = "auto", device: str | None = None,
+          on_step: Callable[[int, dict], None] | None = None) -> TrainResult:
+    """Train ``cfg.model`` as configured; resume from ``<out>/checkpoints/last.pt`` when ``resume='auto'``
+    (a path resumes from that file; None / 'never' starts fresh)."""
+    return Trainer(cfg, resume=resume, device=device, on_step=on_step).fit()
+
+
+def _fmt_metrics(d: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.4f}" if isinstance(v, float) and not math.isnan(v) else f"{k} {v}"
+                     for k, v in d.items())
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (np.floating,)):
+        return float(v)
+    return v
