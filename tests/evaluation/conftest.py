@@ -89,3 +89,13 @@ def face_pairs(celebref_examples):
         hq.append(img)
         lq.append(np.ascontiguousarray(x))
     return np.stack(hq), np.stack(lq)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_torch_thread():
+    """One intra-op thread for these tests: on the 2 shared cores of CI, 2 OpenMP threads make convolutions
+    2-3x slower (measured), and the results do not depend on it."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
