@@ -8,6 +8,7 @@ COMMANDS = (
     "baselines.commands",
     "degradations.commands",
     "leaderboard.commands",
+    "evaluation.commands",
 )
 
 main = build_main(
