@@ -87,6 +87,12 @@ def to_uint8_grid(x: torch.Tensor) -> torch.Tensor:
     return torch.round(x.to(torch.float64).clamp(0, 1) * 255.0)
 
 
+def _as_uint8(x: torch.Tensor) -> torch.Tensor:
+    if x.dtype == torch.uint8:
+        return x
+    return torch.round(x.to(torch.float64).clamp(0, 1) * 255.0).to(torch.uint8)
+
+
 def to_unit_float(x: torch.Tensor) -> torch.Tensor:
     """[0, 1] floats (uint8 input divided by 255 in float32, like ``ToTensor``); float input unchanged."""
     if x.dtype == torch.uint8:
@@ -221,9 +227,14 @@ def psnr(pred: torch.Tensor, target: torch.Tensor, *, crop_border: int = 0, test
     if convention == "basicsr":
         if test_y_channel:
             a, b = rgb_to_y(pred, "basicsr"), rgb_to_y(target, "basicsr")
-        else:
-            a, b = to_uint8_grid(pred), to_uint8_grid(target)
-        mse = ((a - b) ** 2).mean(dim=(1, 2, 3))
+            mse = ((a - b) ** 2).mean(dim=(1, 2, 3))
+        else:  # exact integer arithmetic: the same value as BasicSR's float64 mean of exact squares
+            p8, t8 = _as_uint8(pred), _as_uint8(target)
+            sse = torch.empty(p8.shape[0], dtype=torch.int64, device=p8.device)
+            for i in range(p8.shape[0]):  # per image: the int32 temporaries stay in cache
+                d = p8[i].to(torch.int32) - t8[i].to(torch.int32)
+                sse[i] = (d * d).sum(dtype=torch.int64)
+            mse = sse.to(torch.float64) / float(p8[0].numel())
         val = 10.0 * torch.log10(255.0 * 255.0 / mse)
         return torch.where(mse == 0, torch.full_like(val, math.inf), val)
     a, b = to_unit_float(pred), to_unit_float(target)
@@ -259,22 +270,56 @@ def _ssim_map_terms(mu1, mu2, s_sq, s12, relu_cs: bool):
     return (2 * mu12 + _C1) / (mu_sq + _C1) * cs_map, cs_map
 
 
+_VBLOCK = 48  # output rows per vertical GEMM block (measured best on AVX2 with the 24-column horizontal blocks)
+
+
 def _ssim_plane_cpu(a: torch.Tensor, b: torch.Tensor, relu_cs: bool, window) -> tuple[float, float]:
-    """Mean SSIM and mean cs of one (H, W) float64 plane pair, blockwise so that intermediates stay in cache."""
+    """Mean SSIM and mean cs of one (H, W) float64 plane pair.
+
+    The four planes (a, b, a²+b², ab) are filtered vertically with banded GEMMs into (4, Ho, W), then horizontally
+    in 24-column blocks, each block reduced at once with in-place ops, so intermediates stay in cache."""
     k = len(window)
     h, w = a.shape
     ho, wo = h - k + 1, w - k + 1
-    stack = torch.stack([a, b, torch.addcmul(a * a, b, b), a * b], dim=1).view(h, 4 * w)  # (H, 4, W)
-    v = _vertical_pass(stack, window).view(ho * 4, w)
-    ssim_sum = 0.0
-    cs_sum = 0.0
-    for _, blk in _horizontal_blocks(v, window):
-        f = blk.view(ho, 4, blk.shape[1])
-        s_map, cs_map = _ssim_map_terms(f[:, 0], f[:, 1], f[:, 2], f[:, 3], relu_cs)
-        ssim_sum += float(s_map.sum())
-        cs_sum += float(cs_map.sum())
-    n = ho * wo
-    return ssim_sum / n, cs_sum / n
+    sq = torch.mul(a, a)
+    sq.addcmul_(b, b)
+    maps = (a, b, sq, torch.mul(a, b))
+    band_v = _band(window, _VBLOCK, a.dtype).t()
+    v = torch.empty(4, ho, w, dtype=a.dtype)
+    for s in range(0, ho, _VBLOCK):
+        e = min(s + _VBLOCK, ho)
+        m = e - s
+        bm = band_v[:m, :m + k - 1]
+        for i, x in enumerate(maps):
+            torch.mm(bm, x[s:e + k - 1], out=v[i, s:e])
+    band_h = _band(window, _BLOCK, a.dtype)
+    ssim_acc = torch.zeros((), dtype=torch.float64)
+    cs_acc = torch.zeros((), dtype=torch.float64)
+    buf = torch.empty(4, ho, _BLOCK, dtype=a.dtype)
+    for s in range(0, wo, _BLOCK):
+        e = min(s + _BLOCK, wo)
+        n = e - s
+        bn = band_h[:n + k - 1, :n]
+        f = buf[:, :, :n] if n == _BLOCK else torch.empty(4, ho, n, dtype=a.dtype)
+        for i in range(4):
+            torch.mm(v[i][:, s:e + k - 1], bn, out=f[i])
+        mu1, mu2, s_sq, s12 = f
+        mu12 = torch.mul(mu1, mu2)
+        mu_sq = torch.mul(mu1, mu1)
+        mu_sq.addcmul_(mu2, mu2)
+        s12.sub_(mu12).mul_(2).add_(_C2)  # 2 sigma12 + C2
+        s_sq.sub_(mu_sq).add_(_C2)  # sigma1² + sigma2² + C2
+        mu12.mul_(2).add_(_C1)  # 2 mu1 mu2 + C1
+        mu_sq.add_(_C1)  # mu1² + mu2² + C1
+        if relu_cs:
+            cs = s12.div_(s_sq).clamp_(min=0)
+            cs_acc += cs.sum()
+            ssim_acc += mu12.div_(mu_sq).mul_(cs).sum()
+        else:
+            cs_acc += torch.div(s12, s_sq).sum()
+            ssim_acc += s12.mul_(mu12).div_(s_sq.mul_(mu_sq)).sum()
+    n_px = ho * wo
+    return float(ssim_acc) / n_px, float(cs_acc) / n_px
 
 
 def _ssim_and_cs(a: torch.Tensor, b: torch.Tensor, relu_cs: bool, window) -> tuple[torch.Tensor, torch.Tensor]:
@@ -307,15 +352,31 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, *, crop_border: int = 0, test
         raise ValueError("downsample is a pyiqa option")
     pred, target = _crop(pred, crop_border), _crop(target, crop_border)
     window = gaussian_window_1d(11, 1.5)
-    out = []
-    for s in range(0, pred.shape[0], chunk):
-        a = _prepare_ssim(pred[s:s + chunk], test_y_channel, convention)
-        b = _prepare_ssim(target[s:s + chunk], test_y_channel, convention)
+    relu = convention == "pyiqa"
+
+    def prepare(lo: int, hi: int) -> tuple[torch.Tensor, torch.Tensor]:
+        a = _prepare_ssim(pred[lo:hi], test_y_channel, convention)
+        b = _prepare_ssim(target[lo:hi], test_y_channel, convention)
         if downsample:
             f = max(1, round(min(a.shape[-2:]) / 256))
             if f > 1:
                 a, b = F.avg_pool2d(a, kernel_size=f), F.avg_pool2d(b, kernel_size=f)
-        val, _ = _ssim_and_cs(a, b, relu_cs=(convention == "pyiqa"), window=window)
+        return a, b
+
+    if pred.device.type == "cpu":  # one image per task: its planes stay in cache
+        def one(i: int) -> float:
+            a, b = prepare(i, i + 1)
+            if min(a.shape[-2:]) < len(window):
+                raise ValueError(f"image {tuple(a.shape[-2:])} is smaller than the 11x11 SSIM window")
+            vals = [_ssim_plane_cpu(a[0, c], b[0, c], relu, window)[0] for c in range(a.shape[1])]
+            return sum(vals) / len(vals)
+
+        with plane_parallel() as pmap:
+            return torch.tensor(list(pmap(one, range(pred.shape[0]))), dtype=torch.float64)
+    out = []
+    for s in range(0, pred.shape[0], chunk):
+        a, b = prepare(s, s + chunk)
+        val, _ = _ssim_and_cs(a, b, relu_cs=relu, window=window)
         out.append(val.mean(dim=1))
     return torch.cat(out)
 
