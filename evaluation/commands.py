@@ -68,7 +68,8 @@ def register(sub, common) -> None:
     q.add_argument("--pred", type=Path, required=True, help="folder of restored images named <image_id>.<ext>")
     q.add_argument("--testset", type=Path, required=True, help="test set folder")
     q.add_argument("--name", default=None, help="method name in the results (default: the --pred folder name)")
-    q.add_argument("--mode", default="generic", help="mode label the outputs were made in (generic)")
+    q.add_argument("--mode", default="generic", choices=("generic", "specific"),
+                   help="how the outputs were made: without (generic, default) or with references (specific)")
     q.add_argument("--pattern", default=None, help="file name pattern, e.g. '{image_id}_00.png'")
     q.add_argument("--resize", action="store_true", help="resize outputs of another size to the GT's (bicubic)")
     q.add_argument("--batch-size", type=int, default=4, help="images scored together (4)")

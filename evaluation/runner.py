@@ -217,6 +217,12 @@ class EvaluateConfig:
     on_image: Callable[[str, str, dict], None] | None = None
 
 
+def _default_config(model_name: str) -> str:
+    from baselines import get_model_info
+
+    return str(get_model_info(model_name).default_config)
+
+
 def choose_modes(model, requested: str, has_refs: bool) -> list[str]:
     uses = bool(getattr(model, "uses_references", False)) or bool(getattr(model, "needs_references", False))
     needs = bool(getattr(model, "needs_references", False))
@@ -271,7 +277,7 @@ def evaluate(cfg: EvaluateConfig) -> list[dict]:
     weights = model.weights_record or {}
     header_common = {
         "model": cfg.model,
-        "model_config": cfg.config if cfg.config is not None else "default",
+        "model_config": cfg.config if cfg.config is not None else _default_config(cfg.model),
         "weights": {"name": weights.get("name"), "sha256": weights.get("sha256")},
         "testset": testset_header(ts),
         "sizes": {"testset": s_test, "model_input": s_model, "scored": s_eval},

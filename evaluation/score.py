@@ -73,6 +73,8 @@ def score(cfg: ScoreConfig) -> dict:
     pred_dir = Path(cfg.pred)
     if not pred_dir.is_dir():
         raise UsageError(f"--pred {pred_dir} is not a folder")
+    if cfg.mode not in ("generic", "specific"):
+        raise UsageError("--mode must be generic or specific")
     if cfg.pattern is not None and "{image_id}" not in cfg.pattern:
         raise UsageError("--pattern must contain {image_id}")
     try:

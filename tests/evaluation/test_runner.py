@@ -79,6 +79,9 @@ def test_results_follow_the_contract(bicubic_run, testset):
     assert (df["n_refs"] == 0).all() and df["landmarks_source"].isna().all()
     assert sorted(p.stem for p in (d / "restored").glob("*.png")) == ts.image_ids
     assert not (d / ".partial.jsonl").exists()
+    from leaderboard.store import validate_summary
+
+    assert validate_summary(s) == []  # the leaderboard reads it without dropping anything
 
 
 def test_scores_are_those_of_the_saved_images(bicubic_run, testset):
