@@ -368,7 +368,8 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, *, crop_border: int = 0, test
             a, b = prepare(i, i + 1)
             if min(a.shape[-2:]) < len(window):
                 raise ValueError(f"image {tuple(a.shape[-2:])} is smaller than the 11x11 SSIM window")
-            vals = [_ssim_plane_cpu(a[0, c], b[0, c], relu, window)[0] for c in range(a.shape[1])]
+            vals = [_ssim_plane_cpu(a[0, c].contiguous(), b[0, c].contiguous(), relu, window)[0]
+                    for c in range(a.shape[1])]
             return sum(vals) / len(vals)
 
         with plane_parallel() as pmap:

@@ -79,7 +79,7 @@ class Batch:
             if imgs is None:
                 raise ValueError(f"this batch has no {which!r} images")
             arr = np.stack([np.ascontiguousarray(i) for i in imgs])
-            self._cache[which] = torch.from_numpy(arr).permute(0, 3, 1, 2).to(self.device)
+            self._cache[which] = torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous().to(self.device)
         return self._cache[which]
 
 

@@ -33,6 +33,7 @@ def _lpips_oracle_images(oracles):
     return [torch.from_numpy(np.array(i)).permute(2, 0, 1)[None] for i in imgs]
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # torchvision deprecation notes raised inside lpips
 def test_trunk_loading_equals_lpips_package_with_the_same_trunk(isolated_weights, oracles):
     """A seeded random AlexNet saved as torchvision's checkpoint file: lpips.LPIPS(net='alex') loads it through
     torchvision, we load it through load_trunk — the distances must be identical."""
