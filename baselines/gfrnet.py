@@ -75,6 +75,8 @@ class GFRNet(RestorationModel):
     needs_references = True
     uses_references = True
     needs_landmarks = False
+    #: restore() uses landmarks when given (guide choice by WLS); without them the first reference guides
+    uses_landmarks: ClassVar[bool] = True
     #: the landmark loss needs landmarks of the input and of the references during training
     training_needs_landmarks: ClassVar[bool] = True
 

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -48,6 +49,8 @@ class Bicubic(RestorationModel):
 class RefColorMatch(RestorationModel):
     needs_references = True
     uses_references = True
+    #: restore() uses landmarks when given (reference choice by WLS); without them the first reference is copied
+    uses_landmarks: ClassVar[bool] = True
     trainable = False
 
     def __init__(self, config: TrivialConfig | None = None):
