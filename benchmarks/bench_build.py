@@ -86,6 +86,7 @@ def main(argv=None) -> int:
           f"load average {os.getloadavg()[0]:.1f}")
     print(f"{'step':34s} {'seconds':>8s} {'images/s':>9s}")
     rows = [
+        ("worker start-up (once per process)", r.info["executor"].get("startup_s", 0.0), n),
         ("ingest (hash, list)", tm["ingest"]["wall_s"], n),
         ("faces (decode, detect, 68 pt, align 512)", tm["faces"]["wall_s"], n),
         ("embeddings (dlib ResNet)", tm["embed"]["wall_s"], n),

@@ -96,9 +96,13 @@ def _progress_factory(quiet: bool):
 
 def build_dataset(sources: list[str | SourceSpec], out: str | os.PathLike, cfg: BuildConfig | None = None, *,
                   workers: int = 1, truth: str | os.PathLike | None = None, mode: str = "resume",
-                  executor: Executor | None = None, quiet: bool = True) -> BuildResult:
+                  executor: Executor | str | None = None, address: str | None = None,
+                  quiet: bool = True) -> BuildResult:
     """Build (or resume/refresh) a dataset in ``out`` from ``sources``. Deterministic for the same inputs, config
-    and seed, whatever ``workers``. ``mode='overwrite'`` deletes ``out``'s cache and outputs first."""
+    and seed, whatever ``workers`` and executor. ``mode='overwrite'`` deletes ``out``'s cache and outputs first.
+
+    ``executor``: None/``'local'`` (this machine, ``workers`` processes), ``'dask'`` (a Dask scheduler at
+    ``address``, else a LocalCluster of ``workers`` processes), or an :class:`Executor` instance (left open)."""
     cfg = cfg or BuildConfig()
     out = Path(out)
     if mode not in ("resume", "overwrite"):
@@ -113,15 +117,19 @@ def build_dataset(sources: list[str | SourceSpec], out: str | os.PathLike, cfg: 
     specs = [s if isinstance(s, SourceSpec) else parse_source(str(s)) for s in sources]
     if not specs:
         raise ValueError("no sources given")
-    own_executor = executor is None
-    executor = executor or get_executor("local", workers)
+    own_executor = not isinstance(executor, Executor)
+    if own_executor:
+        executor = get_executor(executor or "local", workers, address=address, retries=cfg.runner.retries)
+    events_before = len(executor.events)
     progress = _progress_factory(quiet)
     timings: dict[str, dict] = {}
     t_all = time.perf_counter()
     try:
         # ------------------------------------------------------------------ 1. ingest
+        cache_root.mkdir(parents=True, exist_ok=True)
+        executor.prepare([cache_root, *_local_source_paths(specs)])
         t0 = time.perf_counter()
-        ing = ingest_sources(specs, cache_root, cfg, quiet=quiet)
+        ing = ingest_sources(specs, cache_root, cfg, quiet=quiet, executor=executor)
         timings["ingest"] = {"wall_s": round(time.perf_counter() - t0, 3), "items": len(ing.items)}
         items = {it["item_id"]: it for it in ing.items}
 
@@ -162,6 +170,7 @@ def build_dataset(sources: list[str | SourceSpec], out: str | os.PathLike, cfg: 
                                upstream=(faces_run.key,), executor=executor, shard_size=cfg.runner.shard_size,
                                progress=progress)
         timings["quality_scores"] = q_run.summary()
+        executor_info = {**executor.describe(), "events": executor.events[events_before:]}
     finally:
         if own_executor:
             executor.close()
@@ -208,7 +217,7 @@ def build_dataset(sources: list[str | SourceSpec], out: str | os.PathLike, cfg: 
         write_json_atomic(ipath, groups.to_json())
         identity_cached = False
     timings["identity"] = {"wall_s": round(time.perf_counter() - t0, 3), "cached": identity_cached, "key": ikey,
-                           "threshold": groups.threshold}
+                           "threshold": groups.threshold, "clustering": groups.stats}
 
     # ------------------------------------------------------------------ 4b. quality decisions
     t0 = time.perf_counter()
@@ -330,7 +339,7 @@ def build_dataset(sources: list[str | SourceSpec], out: str | os.PathLike, cfg: 
         "reject_reasons": _reason_counts(manifest),
         "stage_keys": {"faces": faces_run.key, "embed": emb_run.key, "quality": q_run.key, "identity": ikey},
         "timings": timings,
-        "executor": {"kind": "local", "workers": workers},
+        "executor": executor_info,
         "cluster_quality": cluster_quality,
         "ingest_counts": dict(sorted(ing.counts.items())),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -345,6 +354,16 @@ def build_dataset(sources: list[str | SourceSpec], out: str | os.PathLike, cfg: 
 
         write_report(result, cfg, faces_crop={f: faces[f]["crop"] for f in faces}, scores=fscore)
     return result
+
+
+def _local_source_paths(specs: list[SourceSpec]) -> list[str]:
+    """Files and folders the workers read directly (folder/CelebRef-HQ trees; archives are extracted into the
+    cache; HF rows and downloads are stored in the cache's blob store)."""
+    out = []
+    for s in specs:
+        if s.kind in ("folder", "celebrefhq") and Path(s.location).exists():
+            out.append(str(Path(s.location).resolve()))
+    return out
 
 
 def _niqe_status(scores: dict) -> str:

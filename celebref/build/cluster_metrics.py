@@ -45,6 +45,44 @@ def cluster_scores(pred, truth) -> dict:
     }
 
 
+def adjusted_rand_index(a, b) -> float:
+    """Adjusted Rand index (Hubert & Arabie 1985) between two labelings: 1 = identical partitions, ~0 = chance."""
+    joint, ca, cb, n = _contingency(a, b)
+    if n < 2:
+        return 1.0
+
+    def comb2(v):
+        return v * (v - 1) / 2.0
+
+    index = sum(comb2(v) for v in joint.values())
+    sa = sum(comb2(v) for v in ca.values())
+    sb = sum(comb2(v) for v in cb.values())
+    expected = sa * sb / comb2(n)
+    maximum = (sa + sb) / 2.0
+    if maximum == expected:
+        return 1.0
+    return float((index - expected) / (maximum - expected))
+
+
+def agreement(pred, reference) -> dict:
+    """How closely a clustering reproduces a reference clustering (e.g. approximate vs exact): adjusted Rand
+    index, BCubed precision/recall/F1 of ``pred`` against ``reference``, and the share of items whose cluster is
+    exactly the same set of items in both."""
+    s = cluster_scores(pred, reference)
+    pred = [str(p) for p in pred]
+    ref = [str(r) for r in reference]
+    members_p: dict = {}
+    members_r: dict = {}
+    for k, (p, r) in enumerate(zip(pred, ref)):
+        members_p.setdefault(p, []).append(k)
+        members_r.setdefault(r, []).append(k)
+    same = sum(1 for p, r in zip(pred, ref) if members_p[p] == members_r[r])
+    return {"n": s["n"], "clusters": s["n_clusters"], "reference_clusters": s["n_labels"],
+            "ari": adjusted_rand_index(pred, ref), "bcubed_precision": s["bcubed_precision"],
+            "bcubed_recall": s["bcubed_recall"], "bcubed_f1": s["bcubed_f1"],
+            "identical_cluster_share": same / max(1, len(pred))}
+
+
 def reference_bcubed(pred, truth) -> tuple[float, float, float]:
     """Direct O(n^2) BCubed from the definition (used by the tests as the reference)."""
     pred = np.asarray([str(p) for p in pred])

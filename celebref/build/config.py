@@ -71,9 +71,11 @@ class FacesConfig:
     #: dlib-hog (offline default), dlib-cnn, mtcnn, insightface (needs its weights) or 'auto' (insightface when
     #: present, else dlib-hog)
     detector: Literal["auto", "dlib-hog", "dlib-cnn", "mtcnn", "insightface"] = "dlib-hog"
-    #: detector upsampling: an int, or 'auto' = 1 for images up to auto_upsample_max_side px, else 0
+    #: detector upsampling: an int, or 'auto' = 1 for images up to auto_upsample_max_side px, else 0. HOG finds
+    #: faces >= ~80 px at 0 (eye distance >= ~33 px, below quality.min_eye_distance), so upsampling mostly finds
+    #: faces that are then rejected as low_face_resolution, at 3x the detection time (measured: docs/build.md)
     upsample: Union[int, Literal["auto"]] = "auto"
-    auto_upsample_max_side: int = 800
+    auto_upsample_max_side: int = 400
     #: drop detections below this detector score (None: keep all)
     min_score: Optional[float] = None
     #: at most this many faces per photo (largest first); the rest are recorded as too_many_faces
@@ -103,6 +105,22 @@ class IdentityConfig:
     name_policy: Literal["majority", "ignore"] = "majority"
     #: when one cluster is the majority cluster of several names: 'merge' them (aliases) or 'split' by name
     shared_cluster: Literal["merge", "split"] = "merge"
+    #: neighbour search for clustering: 'exact' (all pairs, O(n^2) memory), 'faiss' (approximate k-nearest-
+    #: neighbour graph, the same algorithm run on its edges), 'auto' (faiss above faiss_min_faces faces)
+    neighbors: Literal["auto", "exact", "faiss"] = "auto"
+    faiss_min_faces: int = 20000
+    #: neighbours per face in the faiss graph, and the index: 'hnsw' (IndexHNSWFlat) or 'flat' (exact kNN)
+    knn_k: int = 48
+    faiss_index: Literal["hnsw", "flat"] = "hnsw"
+    #: within-name subgroup test for label noise the clustering misses (opt-in; see docs/build.md): inside each
+    #: name's identity, average-linkage subgroups (cut subgroup_cut) of 2+ faces and at most a third of the name
+    #: whose mean distance to the rest is >= subgroup_min_link and exceeds both groups' internal mean distance by
+    #: >= subgroup_margin are flagged name_outlier. Distances in the embedder's metric (defaults: dlib)
+    name_subgroups: bool = False
+    subgroup_cut: float = 0.45
+    subgroup_margin: float = 0.065
+    subgroup_min_link: float = 0.48
+    subgroup_min_faces: int = 6
 
 
 @dataclass(frozen=True)
@@ -116,7 +134,8 @@ class QualityConfig:
     #: halftone/speckle noise: mean |grey - median5| of the face region / sqrt(sharpness)
     max_noise_ratio: Optional[float] = 0.28
     #: NIQE (BasicSR convention, Y channel) of the aligned face; lower is better. Needs evaluation.niqe and the
-    #: niqe-basicsr params (else recorded as unavailable). Recorded, no threshold by default (not yet calibrated)
+    #: niqe-basicsr params (else recorded as unavailable). No threshold by default; 6.5 separates native HQ from
+    #: real LQ on the shared data but also rejects most upsampled in-the-wild crops (docs/build.md)
     niqe: bool = True
     max_niqe: Optional[float] = None
     #: mean luma (0-255) of the face region, and the share of clipped (<=4 or >=251) face pixels
@@ -160,7 +179,9 @@ class SplitsConfig:
 
 @dataclass(frozen=True)
 class OutputConfig:
-    png_compress_level: int = 6
+    #: zlib level of the aligned PNG crops (lossless at any level; part of the faces key). 1 encodes a 512 crop in
+    #: ~0.05 s vs ~0.25 s at 6, for files ~8% larger (measured: docs/build.md)
+    png_compress_level: int = 1
     report: bool = True
     report_max_identities: int = 200
     report_examples_per_reason: int = 8
@@ -170,6 +191,8 @@ class OutputConfig:
 class RunnerConfig:
     #: items per shard (the unit of work handed to a worker and the unit of the stats/commit files)
     shard_size: int = 8
+    #: attempts after the first for a shard whose worker died or raised (then recorded as failed; rerun retries)
+    retries: int = 2
 
 
 @dataclass(frozen=True)
@@ -288,6 +311,9 @@ def _validate(cfg: BuildConfig) -> None:
     need(cfg.crawl.timeout_s > 0 and cfg.crawl.total_timeout_s > 0, "crawl timeouts must be > 0")
     need(cfg.crawl.retries >= 0, "crawl.retries must be >= 0")
     need(cfg.runner.shard_size >= 1, "runner.shard_size must be >= 1")
+    need(cfg.runner.retries >= 0, "runner.retries must be >= 0")
+    need(cfg.identity.knn_k >= 2, "identity.knn_k must be >= 2")
+    need(cfg.identity.faiss_min_faces >= 2, "identity.faiss_min_faces must be >= 2")
     need(0 <= cfg.output.png_compress_level <= 9, "output.png_compress_level must be 0..9")
     need(all(e == e.lower().lstrip(".") for e in cfg.ingest.extensions),
          "ingest.extensions: lower-case, without the dot")

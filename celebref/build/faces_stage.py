@@ -27,7 +27,7 @@ import numpy as np
 from celebref.build.config import FacesConfig
 from celebref.imageio import ImageReadError, encode_png, read_image_with_info
 
-VERSION = "1"
+VERSION = "2"
 
 #: generic 3D face model (mm; nose tip at the origin) for solvePnP: nose tip 30, chin 8, eye outer corners 36/45,
 #: mouth corners 48/54 (the widely used model of Mallick 2016, learnopencv "Head pose estimation")

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from celebref.build.clustering import DEFAULT_THRESHOLDS, cluster
+from celebref.build.clustering import DEFAULT_THRESHOLDS, cluster, resolve_neighbors
 from celebref.build.config import IdentityConfig
 
-VERSION = "1"
+VERSION = "2"
 
 
 @dataclass
@@ -29,15 +29,17 @@ class IdentityGroups:
     groups: dict[str, dict] = field(default_factory=dict)  # key -> {"name", "aliases", "cluster", "faces"}
     rejects: dict[str, tuple[str, str]] = field(default_factory=dict)  # face_id -> (reason, detail)
     threshold: float = 0.0
+    stats: dict = field(default_factory=dict)  # how the clustering ran (neighbour search, graph, timings)
 
     def to_json(self) -> dict:
         return {"clusters": self.clusters, "group_of": self.group_of, "groups": self.groups,
-                "rejects": {k: list(v) for k, v in self.rejects.items()}, "threshold": self.threshold}
+                "rejects": {k: list(v) for k, v in self.rejects.items()}, "threshold": self.threshold,
+                "stats": self.stats}
 
     @classmethod
     def from_json(cls, d: dict) -> "IdentityGroups":
         return cls(d["clusters"], d["group_of"], d["groups"], {k: tuple(v) for k, v in d["rejects"].items()},
-                   d["threshold"])
+                   d["threshold"], d.get("stats", {}))
 
 
 def threshold_for(cfg: IdentityConfig, embedder: str) -> float:
@@ -48,9 +50,12 @@ def assign_identities(face_ids: list[str], x: np.ndarray, names: list[str | None
                       embedder: str, cfg: IdentityConfig) -> IdentityGroups:
     """``face_ids`` sorted (the caller's canonical order); ``x`` (N, D) embeddings; ``names`` weak labels."""
     thr = threshold_for(cfg, embedder)
-    labels = cluster(x, metric=metric, threshold=thr, algorithm=cfg.algorithm, linkage=cfg.linkage)
+    stats: dict = {}
+    neighbors = resolve_neighbors(cfg.neighbors, len(face_ids), cfg.faiss_min_faces)
+    labels = cluster(x, metric=metric, threshold=thr, algorithm=cfg.algorithm, linkage=cfg.linkage,
+                     neighbors=neighbors, knn_k=cfg.knn_k, faiss_index=cfg.faiss_index, stats=stats)
     clusters = {f: int(c) for f, c in zip(face_ids, labels)}
-    res = IdentityGroups(clusters=clusters, group_of={}, threshold=thr)
+    res = IdentityGroups(clusters=clusters, group_of={}, threshold=thr, stats=stats)
     by_cluster: dict[int, list[int]] = defaultdict(list)
     for i, c in enumerate(labels):
         by_cluster[int(c)].append(i)
@@ -101,6 +106,12 @@ def assign_identities(face_ids: list[str], x: np.ndarray, names: list[str | None
                                                 f"unlabelled face in a cluster claimed by names {claimants}")
             continue
         key = f"c{c}"
+        if cfg.name_subgroups:
+            for n in claimants:
+                named = [i for i in members if names[i] == n]
+                for i, detail in name_subgroup_outliers(x[named], metric, cfg).items():
+                    res.rejects[face_ids[named[i]]] = ("name_outlier", f"labelled {n!r}: {detail}")
+            members = [i for i in members if face_ids[i] not in res.rejects]
         fl = [face_ids[i] for i in members]
         if not fl:
             continue
@@ -109,6 +120,44 @@ def assign_identities(face_ids: list[str], x: np.ndarray, names: list[str | None
         for f in fl:
             res.group_of[f] = key
     return res
+
+
+def name_subgroup_outliers(x: np.ndarray, metric: str, cfg: IdentityConfig) -> dict[int, str]:
+    """Within-name subgroup test (``identity.name_subgroups``): label noise that sits inside a name's cluster.
+
+    The faces of one name (already its majority cluster) are clustered with average linkage cut at
+    ``subgroup_cut``. A subgroup of at least 2 faces and at most a third of the name is flagged when its mean
+    distance to the rest of the name ("link") is at least ``subgroup_min_link`` and exceeds both the subgroup's
+    and the rest's own mean internal distance by at least ``subgroup_margin``: a tight group of someone else that
+    only joined the name's cluster through average linkage. Returns {row: detail}."""
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import squareform
+
+    from celebref.faces import pairwise_distance
+
+    n = len(x)
+    if n < max(cfg.subgroup_min_faces, 4):
+        return {}
+    d = pairwise_distance(x, x, metric)
+    d = (d + d.T) / 2
+    np.fill_diagonal(d, 0.0)
+    lab = fcluster(linkage(squareform(np.maximum(d, 0), checks=False), "average"), cfg.subgroup_cut, "distance")
+    out: dict[int, str] = {}
+    for c in sorted(set(lab.tolist())):
+        g = np.flatnonzero(lab == c)
+        r = np.flatnonzero(lab != c)
+        if len(g) < 2 or len(g) > n / 3 or len(r) < 2:
+            continue
+        inner = d[np.ix_(g, g)][np.triu_indices(len(g), 1)].mean()
+        rest = d[np.ix_(r, r)][np.triu_indices(len(r), 1)].mean()
+        link = d[np.ix_(g, r)].mean()
+        margin = link - max(inner, rest)
+        if link >= cfg.subgroup_min_link and margin >= cfg.subgroup_margin:
+            for i in g:
+                out[int(i)] = (f"subgroup of {len(g)}/{n} faces: mean distance to the rest {link:.3f} >= "
+                               f"{cfg.subgroup_min_link:g}, exceeds its own {inner:.3f} and the rest's {rest:.3f} by "
+                               f"{margin:.3f} >= subgroup_margin={cfg.subgroup_margin:g}")
+    return out
 
 
 def median_distance_to_group(x: np.ndarray, metric: str) -> np.ndarray:

@@ -154,7 +154,14 @@ def niqe_backend():
         import torch
 
         t = torch.from_numpy(np.array(img, dtype=np.uint8, copy=True)).permute(2, 0, 1)[None]
-        return float(fn(t, params)[0])
+        # one intra-op thread: a 512 face is too small to split, and extra threads only contend with the other
+        # workers (measured 0.09 s a face with 1 thread vs 0.23 s with 2 on this 2-core machine under load)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return float(fn(t, params)[0])
+        finally:
+            torch.set_num_threads(threads)
 
     _NIQE = (run, None)
     return _NIQE

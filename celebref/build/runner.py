@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from celebref.build.cache import StageCache, shard_hash, stage_key, write_json_atomic
-from celebref.build.executor import Executor
+from celebref.build.executor import Executor, ShardFailure
 from celebref.imageio import write_bytes_atomic
 
 log = logging.getLogger("celebref.build")
@@ -35,13 +35,17 @@ class StageRun:
     cached: int = 0
     seconds: float = 0.0  # wall time of this run's computation
     compute_seconds: float = 0.0  # summed per-shard compute time (all workers)
+    failed_shards: list[dict] = field(default_factory=list)  # shards whose every attempt failed (not cached)
 
     def summary(self) -> dict:
         n = self.computed
-        return {"key": self.key, "items": len(self.records), "computed": n, "cached": self.cached,
-                "counts": dict(sorted(self.counts.items())), "wall_s": round(self.seconds, 3),
-                "compute_s": round(self.compute_seconds, 3),
-                "items_per_s": round(n / self.seconds, 3) if self.seconds > 0 and n else None}
+        out = {"key": self.key, "items": len(self.records), "computed": n, "cached": self.cached,
+               "counts": dict(sorted(self.counts.items())), "wall_s": round(self.seconds, 3),
+               "compute_s": round(self.compute_seconds, 3),
+               "items_per_s": round(n / self.seconds, 3) if self.seconds > 0 and n else None}
+        if self.failed_shards:
+            out["failed_shards"] = self.failed_shards
+        return out
 
 
 def _shard_task(payload: tuple) -> dict:
@@ -96,8 +100,18 @@ def run_item_stage(name: str, version: str, fn: Callable, params: Any, items: li
     t0 = time.perf_counter()
     n_pending = sum(len(p[-1]) for p in payloads)
     bar = progress(total=len(payloads), desc=f"{name} ({n_pending} items)") if progress and payloads else None
-    for idx, stats in executor.run(_shard_task, payloads):
+    failed: dict[str, ShardFailure] = {}
+    for idx, stats in executor.run(_shard_task, payloads, labels=[f"{name} shard {h}" for h, _ in hashes]):
         h, ids = hashes[idx]
+        if isinstance(stats, ShardFailure):
+            # every attempt failed (a worker kept dying, or the shard itself raised): no commit marker, so a rerun
+            # tries again; the items without a result are recorded with the reason below
+            run.failed_shards.append({"shard": h, "items": len(ids), **stats.to_dict()})
+            for iid in ids:
+                failed[iid] = stats
+            if bar is not None:
+                bar.update(1)
+            continue
         run.compute_seconds += stats["seconds"]
         # commit marker, written after every item file of the shard exists
         write_json_atomic(cache.shard_stats_path(h), {"stage": name, "key": key, "items": ids,
@@ -109,7 +123,13 @@ def run_item_stage(name: str, version: str, fn: Callable, params: Any, items: li
     run.seconds = time.perf_counter() - t0
     run.computed = n_pending
     for it in items:
-        rec = cache.load(it["item_id"])
-        run.records[it["item_id"]] = rec
+        iid = it["item_id"]
+        if iid in failed and not cache.has(iid):
+            f = failed[iid]
+            rec = {"item_id": iid, "reason": f.reason, "result": None,
+                   "detail": f"{name} shard failed {f.attempts} time(s): {f.detail}"[:300]}
+        else:
+            rec = cache.load(iid)
+        run.records[iid] = rec
         run.counts[rec["reason"] or "ok"] += 1
     return run

@@ -23,6 +23,13 @@ def register(sub, common) -> None:
     cliutil.add_out(p, required=False, help="dataset folder to write (resumed when it exists)")
     cliutil.add_config(p, help="build.yaml (see docs/build.md 'Config reference'; unknown keys are an error)")
     cliutil.add_workers(p)
+    p.add_argument("--executor", choices=("local", "dask"), default="local",
+                   help="where the per-image stages (download, faces, embeddings, quality) run: local (this machine, "
+                        "--workers processes) or dask (a Dask scheduler at --address, else a LocalCluster of --workers "
+                        "processes)")
+    p.add_argument("--address", default=None, metavar="tcp://HOST:PORT",
+                   help="Dask scheduler address (with --executor dask); workers must see OUT and the sources at the "
+                        "same paths (shared filesystem)")
     cliutil.add_seed(p, default=None)
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override one config value, e.g. --set quality.min_sharpness=50 (repeatable)")
@@ -58,10 +65,14 @@ def run(args: argparse.Namespace) -> int:
         raise cliutil.UsageError("--workers must be >= 1")
     if args.truth is not None and not args.truth.is_file():
         raise cliutil.UsageError(f"--truth {args.truth} not found")
+    if args.address and args.executor != "dask":
+        raise cliutil.UsageError("--address needs --executor dask")
+    from celebref.build.executor import ExecutorError
+
     try:
         res = build_dataset(args.source, args.out, cfg, workers=args.workers, truth=args.truth, mode=args.mode,
-                            quiet=args.quiet)
-    except (SourceError, ConfigError) as e:
+                            executor=args.executor, address=args.address, quiet=args.quiet)
+    except (SourceError, ConfigError, ExecutorError) as e:
         raise cliutil.UsageError(str(e)) from e
     info = res.info
     summary = cliutil.RunSummary("celebref build")
@@ -78,5 +89,10 @@ def run(args: argparse.Namespace) -> int:
                              f"(P {c['bcubed_precision']:.3f} R {c['bcubed_recall']:.3f}), pairwise F1 "
                              f"{c['pairwise_f1']:.3f}")
     summary.notes.append(f"NIQE: {info['resolved']['niqe']}")
+    ex = info.get("executor") or {}
+    failed = [e for e in ex.get("events", []) if e.get("final")]
+    retried = [e for e in ex.get("events", []) if not e.get("final")]
+    summary.notes.append(f"executor: {ex.get('kind')} ({ex.get('workers')} worker(s)); {len(retried)} retried "
+                         f"attempt(s), {len(failed)} shard(s) failed (rerun to retry them)")
     summary.print()
     return cliutil.EXIT_OK

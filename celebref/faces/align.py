@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-import scipy.ndimage
 from PIL import Image
 
 
@@ -167,24 +166,13 @@ def align_quad(
         pad = (max(-pad[0] + border, 0), max(-pad[1] + border, 0),
                max(pad[2] - pil.size[0] + border, 0), max(pad[3] - pil.size[1] + border, 0))
         if max(pad) > border - 4:
-            pad = np.maximum(pad, int(np.rint(qsize * 0.3)))
-            arr = np.pad(np.float32(pil), ((pad[1], pad[3]), (pad[0], pad[2]), (0, 0)), "reflect")
-            hh, ww, _ = arr.shape
-            yy, xx, _ = np.ogrid[:hh, :ww, :1]
-            mask = np.maximum(
-                1.0 - np.minimum(np.float32(xx) / max(pad[0], 1), np.float32(ww - 1 - xx) / max(pad[2], 1)),
-                1.0 - np.minimum(np.float32(yy) / max(pad[1], 1), np.float32(hh - 1 - yy) / max(pad[3], 1)),
-            )
-            blur = qsize * 0.02
-            arr += (scipy.ndimage.gaussian_filter(arr, [blur, blur, 0]) - arr) * np.clip(mask * 3.0 + 1.0, 0.0, 1.0)
-            arr += (np.median(arr, axis=(0, 1)) - arr) * np.clip(mask, 0.0, 1.0)
-            pil = Image.fromarray(np.uint8(np.clip(np.rint(arr), 0, 255)), "RGB")
+            pad = tuple(int(v) for v in np.maximum(pad, int(np.rint(qsize * 0.3))))
+            pil = Image.fromarray(_reflect_pad_blur(np.asarray(pil), pad, qsize * 0.02), "RGB")
             quad = quad + pad[:2]
 
-    out = pil.transform((transform_size, transform_size), Image.Transform.QUAD, (quad + 0.5).flatten(),
-                        Image.Resampling.BILINEAR)
+    out = _render_quad(np.asarray(pil), quad, transform_size)
     if size < transform_size:
-        out = out.resize((size, size), Image.Resampling.LANCZOS)
+        out = np.asarray(Image.fromarray(out).resize((size, size), Image.Resampling.LANCZOS))
     tf = AlignTransform(
         quad=tuple(tuple(float(v) for v in c) for c in quad0),
         size=int(size),
@@ -198,6 +186,107 @@ def align_quad(
     return np.asarray(out, dtype=np.uint8), tf
 
 
+
+
+def _gaussian_kernel(sigma: float, truncate: float = 4.0) -> np.ndarray:
+    """scipy.ndimage.gaussian_filter1d's kernel (radius int(truncate*sigma + 0.5), normalised)."""
+    radius = int(truncate * float(sigma) + 0.5)
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    k = np.exp(-0.5 / (float(sigma) * float(sigma)) * x * x)
+    return k / k.sum()
+
+
+def _reflect_pad_blur(img: np.ndarray, pad: tuple[int, int, int, int], sigma: float) -> np.ndarray:
+    """FFHQ's padding step on a uint8 RGB image: reflect-pad by ``pad`` (left, top, right, bottom), blend towards a
+    Gaussian blur (sigma) near the borders and towards the median colour in the padding, round to uint8.
+
+    Same arithmetic as the recipe's ``np.pad`` + ``scipy.ndimage.gaussian_filter`` + masks, made cheap: the blur
+    weight clip(3*mask + 1, 0, 1) is zero deeper than 4/3 of the padding from each border, so the blur (the
+    scipy kernel, applied with cv2.sepFilter2D, float32, BORDER_REFLECT = scipy's 'reflect') and the blend are only
+    computed on the four border bands (each blurred with a kernel-radius margin so the band values are exact);
+    the interior is left untouched. Differences to the scipy version are float32 summation order only."""
+    p0, p1, p2, p3 = pad
+    arr = np.pad(img.astype(np.float32), ((p1, p3), (p0, p2), (0, 0)), "reflect")
+    hh, ww, _ = arr.shape
+    xs = np.arange(ww, dtype=np.float32)
+    ys = np.arange(hh, dtype=np.float32)
+    mx = 1.0 - np.minimum(xs / max(p0, 1), (ww - 1 - xs) / max(p2, 1))  # (W,)
+    my = 1.0 - np.minimum(ys / max(p1, 1), (hh - 1 - ys) / max(p3, 1))  # (H,)
+    kernel = _gaussian_kernel(sigma).astype(np.float32)
+    r = len(kernel) // 2
+    row_in = my > -1.0 / 3.0  # rows/columns where the blur weight can be > 0 (mask > -1/3)
+    col_in = mx > -1.0 / 3.0
+    # regions (y0, y1, x0, x1) covering every pixel with a weight > 0 once: full-width horizontal bands, then the
+    # vertical bands between them
+    regions = [(y0, y1, 0, ww) for y0, y1 in _runs(row_in)]
+    inner_rows = _runs(~row_in)
+    for x0, x1 in _runs(col_in):
+        regions += [(y0, y1, x0, x1) for y0, y1 in inner_rows]
+    blurred = []
+    for y0, y1, x0, x1 in regions:  # blur from the unblended array, with a kernel-radius margin
+        a, b = max(y0 - r, 0), min(y1 + r, hh)
+        c, d = max(x0 - r, 0), min(x1 + r, ww)
+        blurred.append(_sep_blur(arr[a:b, c:d], kernel)[y0 - a:y1 - a, x0 - c:x1 - c])
+    for (y0, y1, x0, x1), bl in zip(regions, blurred):
+        m = np.maximum(mx[None, x0:x1], my[y0:y1, None])[..., None]
+        view = arr[y0:y1, x0:x1]
+        view += (bl - view) * np.clip(m * 3.0 + 1.0, 0.0, 1.0)
+    med = np.median(arr, axis=(0, 1))
+    # the median blend weight clip(mask, 0, 1) is > 0 only in the padding itself
+    pad_rows = (my > 0)
+    pad_cols = (mx > 0)
+    for y0, y1, x0, x1 in [(y0, y1, 0, ww) for y0, y1 in _runs(pad_rows)] + [
+            (y0, y1, x0, x1) for x0, x1 in _runs(pad_cols) for y0, y1 in _runs(~pad_rows)]:
+        m = np.maximum(mx[None, x0:x1], my[y0:y1, None])[..., None]
+        view = arr[y0:y1, x0:x1]
+        view += (med - view) * np.clip(m, 0.0, 1.0)
+    return np.uint8(np.clip(np.rint(arr), 0, 255))
+
+
+def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) of the runs of True in a 1-D bool array."""
+    d = np.diff(np.concatenate([[0], flags.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(d == 1).tolist(), np.flatnonzero(d == -1).tolist()))
+
+
+def _sep_blur(a: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """Separable Gaussian of a float32 (H, W, 3) block; the rows/columns at the block's own edges use reflection
+    (exact where the block edge is the image edge; elsewhere the caller discards a kernel-radius margin)."""
+    import cv2
+
+    return cv2.sepFilter2D(np.ascontiguousarray(a), cv2.CV_32F, kernel, kernel, borderType=cv2.BORDER_REFLECT)
+
+
+def _render_quad(img: np.ndarray, quad: np.ndarray, out_size: int) -> np.ndarray:
+    """Bilinear render of the oriented square ``quad`` (pixel-centre coordinates) to (out_size, out_size): the
+    recipe's ``PIL.Image.transform(QUAD, BILINEAR)``. The FFHQ quad is a parallelogram, so PIL's bilinear quad map is
+    affine and cv2.warpAffine computes the same sample positions (output pixel centre (x+.5, y+.5)/S along the
+    quad's sides). Like PIL, a sample whose position falls outside the image is black and the others clamp to the
+    edge, and the result is truncated to uint8. cv2 quantises sample positions to 1/32 pixel (PIL: double), so a
+    few pixels differ by one level (measured: docs/build.md)."""
+    import cv2
+
+    q = np.asarray(quad, dtype=np.float64)
+    s = float(out_size)
+    a = np.stack([q[3] - q[0], q[1] - q[0]], axis=1) / s  # d src / d (x, y)
+    t = q[0] + a @ np.array([0.5, 0.5])
+    m = np.concatenate([a, t[:, None]], axis=1)
+    h, w = img.shape[:2]
+    # float32 in, truncated out: PIL's bilinear computes in double and truncates to uint8 (a cv2 uint8 warp would
+    # round, +0.5 level on average); the epsilon keeps exact integers (flat regions) from flooring one level down
+    out = cv2.warpAffine(img.astype(np.float32), m, (out_size, out_size),
+                         flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+    out = np.floor(out + 1e-3).clip(0, 255).astype(np.uint8)
+    corners = q[[0, 1, 2, 3]]
+    if (corners[:, 0].min() < -0.5 or corners[:, 1].min() < -0.5 or corners[:, 0].max() >= w - 0.5
+            or corners[:, 1].max() >= h - 0.5):
+        # PIL fills samples outside [-0.5, w-0.5) x [-0.5, h-0.5) (pixel-centre coordinates) with black
+        g = np.arange(out_size, dtype=np.float64)
+        sx = t[0] + a[0, 0] * g[None, :] + a[0, 1] * g[:, None]
+        sy = t[1] + a[1, 0] * g[None, :] + a[1, 1] * g[:, None]
+        outside = (sx < -0.5) | (sx >= w - 0.5) | (sy < -0.5) | (sy >= h - 0.5)
+        out[outside] = 0
+    return out
 
 
 def realign(img: np.ndarray, transform: AlignTransform) -> np.ndarray:

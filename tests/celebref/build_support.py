@@ -126,3 +126,173 @@ class Site:
     def close(self):
         self.server.shutdown()
         self.server.server_close()
+
+
+# ------------------------------------------------------------------------------------------ shared builds
+_BUILDS: dict = {}
+
+
+def memo_build(key: str, make):
+    """Build once per test session and share (tests in several modules reuse the same dataset; read-only)."""
+    if key not in _BUILDS:
+        _BUILDS[key] = make()
+    return _BUILDS[key]
+
+
+def reencoded_copy(src: Path, dst: Path) -> Path:
+    """The same pixels under different bytes (another sha256), so a copy is not collapsed as an exact duplicate."""
+    from celebref.imageio import encode_png, read_image
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_bytes(encode_png(read_image(src), 9))
+    return dst
+
+
+# ------------------------------------------------------------------------------------------ fault injection
+class FaultyTask:
+    """Wraps an executor task so that chosen shards fail: ``faults`` = [{"stage", "item_id", "kind": "die" |
+    "raise", "times"}]. A shard containing ``item_id`` of ``stage`` fails on its first ``times`` attempts (attempts
+    are counted in marker files under ``marker_dir``, so they survive the worker process being killed): ``die``
+    kills the worker process (``os._exit``), ``raise`` raises in the task. Runs on the real workers."""
+
+    def __init__(self, task, marker_dir: Path, faults: list[dict]):
+        self.task = task
+        self.marker_dir = str(marker_dir)
+        self.faults = faults
+
+    def __call__(self, payload):
+        import os
+
+        if isinstance(payload, tuple) and len(payload) == 6 and isinstance(payload[5], list):
+            stage, items = payload[3], payload[5]
+            ids = {i["item_id"] for i in items}
+            for f in self.faults:
+                if f["stage"] == stage and f["item_id"] in ids:
+                    marker = Path(self.marker_dir) / f"{stage}-{f['item_id'][:16]}.attempts"
+                    marker.parent.mkdir(parents=True, exist_ok=True)
+                    with open(marker, "a") as fh:
+                        fh.write(f"{os.getpid()}\n")
+                    n = len(marker.read_text().splitlines())
+                    if n <= f["times"]:
+                        if f["kind"] == "die":
+                            os._exit(17)
+                        raise RuntimeError(f"injected failure {n}/{f['times']} ({stage})")
+        return self.task(payload)
+
+
+def attempts_of(marker_dir: Path, stage: str, item_id: str) -> int:
+    m = Path(marker_dir) / f"{stage}-{item_id[:16]}.attempts"
+    return len(m.read_text().splitlines()) if m.is_file() else 0
+
+
+def fault_injecting(inner, marker_dir: Path, faults: list[dict]):
+    """An executor that runs every task of the real ``inner`` executor through :class:`FaultyTask`."""
+    from celebref.build.executor import Executor
+
+    class FaultInjectingExecutor(Executor):
+        def __init__(self):  # state lives in the inner executor
+            pass
+
+        name = property(lambda self: inner.name)
+        workers = property(lambda self: inner.workers)
+        retries = property(lambda self: inner.retries)
+        events = property(lambda self: inner.events)
+
+        def run(self, task, payloads, labels=None):
+            return inner.run(FaultyTask(task, Path(marker_dir), faults), payloads, labels)
+
+        def prepare(self, paths):
+            inner.prepare(paths)
+
+        def describe(self):
+            return inner.describe()
+
+    return FaultInjectingExecutor()
+
+
+def flaky_square(x):
+    """A trivial executor task for executor tests: raises for negative inputs (``x < 0``)."""
+    if x < 0:
+        raise ValueError(f"bad {x}")
+    return x * x
+
+
+# ------------------------------------------------------------------------------------------ the small build
+#: the small mixed build shared by the determinism, resume, threshold, CLI and Dask tests
+SMALL_CFG = {"runner": {"shard_size": 2}, "identity": {"min_images": 2}, "output": {"report": False},
+             "quality": {"niqe": False}}
+
+
+def small_sources(celebref_examples: Path, shared_faces: Path, tmp_path_factory) -> list[str]:
+    """8 aligned CelebRef-HQ images (00075, 00089: 4 each) + the face_recognition Obama/Biden photos."""
+    def make():
+        root = tmp_path_factory.mktemp("small")
+        refs = celebref_examples / "RefsImg"
+        for ident in ("00075", "00089"):
+            (root / "chq" / ident).mkdir(parents=True)
+            for f in sorted((refs / ident).glob("*.png"))[:4]:
+                (root / "chq" / ident / f.name).symlink_to(f)
+        rows = shared_rows(shared_faces, sources={"face_recognition"}, kinds={"whole_photo"})
+        link_tree([r for r in rows if r["identity"] in ("obama", "biden")], shared_faces, root / "photos",
+                  by="identity")
+        return [f"celebrefhq:{root / 'chq'}", f"folder:{root / 'photos'}"]
+
+    return memo_build("small_sources", make)
+
+
+def small_local_build(sources: list[str], tmp_path_factory):
+    """The small build with the local executor, 2 worker processes (the reference the other executors match)."""
+    from celebref.build import build_dataset, parse_config
+
+    return memo_build("small_local", lambda: build_dataset(
+        sources, tmp_path_factory.mktemp("small_built") / "ds", parse_config(SMALL_CFG), workers=2))
+
+
+def image_hashes(out: Path) -> dict:
+    from celebref.imageio import file_sha256
+
+    return {str(p.relative_to(out)): file_sha256(p) for p in sorted((out / "images").rglob("*.png"))}
+
+
+#: photos per labelled identity in the clustering build (celeba_in_the_wild 10, LFW 5, five_celebrity 3 people)
+CLUSTERING_PER_IDENTITY = 6
+
+
+def clustering_build(shared_faces: Path, tmp_path_factory):
+    """celeba_in_the_wild + LFW + five_celebrity, CLUSTERING_PER_IDENTITY photos per person, no name labels, no
+    quality/dedup filtering: scores the clustering against manifest.csv truth; its embeddings also feed the FAISS
+    and subgroup-test checks."""
+    import dataclasses
+
+    from celebref.build import build_dataset, parse_config
+
+    def make():
+        rows = shared_rows(shared_faces, kinds={"celeba_in_the_wild", "lfw_250", "face_crop_150"})
+        tree = link_tree(rows, shared_faces, tmp_path_factory.mktemp("clu"), by="identity",
+                         per_group=CLUSTERING_PER_IDENTITY)
+        cfg = parse_config({"ingest": {"name_from": "none"}, "identity": {"min_images": 1},
+                            "quality": {k: None for k in ("min_eye_distance", "min_sharpness", "max_noise_ratio",
+                                                          "max_tone_r2", "min_chroma", "max_blockiness")},
+                            "dedup": {"enabled": False}, "output": {"report": False}})
+        cfg = cfg.replace(quality=dataclasses.replace(cfg.quality, niqe=False))
+        return build_dataset([f"folder:{tree}"], tmp_path_factory.mktemp("clu_out"), cfg, workers=2,
+                             truth=shared_faces / "manifest.csv")
+
+    return memo_build("clustering", make)
+
+
+def main_face_embeddings(result, truth_csv: Path):
+    """(face ids, (N, D) embeddings, truth identity) of the main face of every labelled photo of a build."""
+    import numpy as np
+
+    from celebref.build.builder import load_truth
+
+    truth = load_truth(truth_csv)
+    m = result.manifest
+    main = m[(m["face_index"] == 0) & m["source_sha256"].isin(list(truth))]
+    emb = {}
+    for rec in result.stage_runs["embed"].records.values():
+        emb.update((rec.get("result") or {}).get("embeddings") or {})
+    main = main[main["face_id"].isin(list(emb))].sort_values("face_id")
+    x = np.asarray([emb[f] for f in main["face_id"]], dtype=np.float64)
+    return list(main["face_id"]), x, [truth[s] for s in main["source_sha256"]]

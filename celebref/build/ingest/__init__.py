@@ -95,8 +95,10 @@ def parse_source(text: str) -> SourceSpec:
     raise SourceError(f"source {text!r} not found")
 
 
-def ingest_sources(specs: list[SourceSpec], cache_root: Path, cfg: BuildConfig, *, quiet: bool = True) -> IngestResult:
-    """Read every source (in order), then collapse exact duplicates. Deterministic for the same inputs."""
+def ingest_sources(specs: list[SourceSpec], cache_root: Path, cfg: BuildConfig, *, quiet: bool = True,
+                   executor=None) -> IngestResult:
+    """Read every source (in order), then collapse exact duplicates. Deterministic for the same inputs.
+    ``executor`` (optional): URL downloads are spread over its workers, partitioned by host."""
     from celebref.build.ingest import archive, celebrefhq, folder, hf, urls  # noqa: F401
 
     res = IngestResult()
@@ -111,7 +113,8 @@ def ingest_sources(specs: list[SourceSpec], cache_root: Path, cfg: BuildConfig, 
         elif spec.kind == "hf":
             part = hf.ingest_hf(spec.location, cache_root, cfg.ingest, source=str(spec), source_index=si)
         elif spec.kind == "urls":
-            part = ingest_urls(Path(spec.location), cache_root, cfg, source=str(spec), source_index=si, quiet=quiet)
+            part = ingest_urls(Path(spec.location), cache_root, cfg, source=str(spec), source_index=si, quiet=quiet,
+                               executor=executor)
         else:  # pragma: no cover - parse_source guards this
             raise SourceError(f"unknown source kind {spec.kind}")
         res.items += part.items
@@ -177,7 +180,7 @@ def name_for(rel_parts: tuple[str, ...], mode: str) -> str | None:
 
 
 def ingest_urls(path: Path, cache_root: Path, cfg: BuildConfig, *, source: str, source_index: int,
-                quiet: bool = True) -> IngestResult:
+                quiet: bool = True, executor=None) -> IngestResult:
     from celebref.build.ingest.urls import crawl, read_url_list
 
     if not path.is_file():
@@ -185,7 +188,7 @@ def ingest_urls(path: Path, cache_root: Path, cfg: BuildConfig, *, source: str, 
     rows = read_url_list(path)
     # one state file per URL list (by content of its path name), so several lists can be crawled side by side
     state_name = "state-" + hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12] + ".jsonl"
-    outcomes = crawl(rows, cache_root, cfg.crawl, state_name=state_name, quiet=quiet)
+    outcomes = crawl(rows, cache_root, cfg.crawl, state_name=state_name, quiet=quiet, executor=executor)
     res = IngestResult()
     for k, rec in enumerate(outcomes):
         base = {"source_kind": "urls", "source": source, "source_path": rec["url"], "name": rec.get("name"),

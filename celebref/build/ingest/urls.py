@@ -295,15 +295,22 @@ def fetch_one(row: UrlRow, cfg: CrawlConfig, gate: HostGate, robots: RobotsCache
 
 
 class CrawlState:
-    """Append-only JSON-lines record of per-URL outcomes (the crawl's resume file)."""
+    """Append-only JSON-lines record of per-URL outcomes (the crawl's resume file). Distributed crawls write one
+    part file per host partition next to it (``<state>.part-<hash>.jsonl``); reading merges them all."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, *, read: bool = True):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self.records: dict[str, dict] = {}
-        if self.path.is_file():
-            for ln in self.path.read_text().splitlines():
+        if not read:
+            return
+        stem = self.path.name[: -len(".jsonl")] if self.path.name.endswith(".jsonl") else self.path.name
+        parts = sorted(self.path.parent.glob(f"{stem}.part-*.jsonl"))
+        for f in [self.path, *parts]:
+            if not f.is_file():
+                continue
+            for ln in f.read_text().splitlines():
                 try:
                     rec = json.loads(ln)
                 except json.JSONDecodeError:
@@ -319,14 +326,55 @@ class CrawlState:
             self.records[rec["url"]] = rec
 
 
-def crawl(rows: list[UrlRow], cache_root: Path, cfg: CrawlConfig, *, state_name: str = "state.jsonl",
-          quiet: bool = True) -> list[dict]:
-    """Fetch every row (skipping those with a recorded outcome). Returns one outcome record per row, in row
-    order: ``{"url", "status": "ok"|"failed", "reason", "sha256", "path", "provenance", "name", "line"}``."""
-    cache_root = Path(cache_root)
-    state = CrawlState(cache_root / "crawl" / state_name)
+def _fetch_all(todo: list[UrlRow], cache_root: Path, cfg: CrawlConfig, state: CrawlState) -> None:
+    """Fetch ``todo`` with a thread pool, one host gate and robots cache; each outcome is appended to ``state``
+    as soon as its bytes are stored."""
     gate = HostGate(cfg.per_host_concurrency, cfg.per_host_rate)
     robots = RobotsCache(cfg, gate)
+
+    def work(r: UrlRow) -> None:
+        data, prov, reason = fetch_one(r, cfg, gate, robots)
+        rec = {"url": r.url, "line": r.line, "provenance": prov}
+        if reason is None:
+            path, sha = store_blob(cache_root, data, prov["sha256"])
+            rec.update(status="ok", reason=None, sha256=sha, path=str(path))
+        else:
+            rec.update(status="failed", reason=reason, sha256=None, path=None)
+        state.add(rec)
+
+    with ThreadPoolExecutor(max_workers=cfg.concurrency, thread_name_prefix="crawl") as pool:
+        for fut in [pool.submit(work, r) for r in todo]:
+            fut.result()
+
+
+def _crawl_partition(payload: tuple) -> dict:
+    """Executor task: crawl one host partition (every URL of a host is in one partition, so the per-host
+    concurrency, rate and robots.txt rules hold exactly as in a single process)."""
+    todo, cache_root, cfg, part_path = payload
+    state = CrawlState(Path(part_path), read=False)
+    t0 = time.perf_counter()
+    _fetch_all(todo, Path(cache_root), cfg, state)
+    return {"n": len(todo), "seconds": time.perf_counter() - t0}
+
+
+def host_partitions(todo: list[UrlRow], n_parts: int) -> list[list[UrlRow]]:
+    """Split URLs into at most ``n_parts`` groups by a hash of the host (all URLs of a host together)."""
+    groups: dict[int, list[UrlRow]] = defaultdict(list)
+    for r in todo:
+        host = urllib.parse.urlsplit(r.url).netloc.lower()
+        groups[int(hashlib.sha256(host.encode()).hexdigest()[:8], 16) % max(1, n_parts)].append(r)
+    return [groups[k] for k in sorted(groups)]
+
+
+def crawl(rows: list[UrlRow], cache_root: Path, cfg: CrawlConfig, *, state_name: str = "state.jsonl",
+          quiet: bool = True, executor=None) -> list[dict]:
+    """Fetch every row (skipping those with a recorded outcome). Returns one outcome record per row, in row
+    order: ``{"url", "status": "ok"|"failed", "reason", "sha256", "path", "provenance", "name", "line"}``.
+
+    With a multi-worker ``executor`` the URLs are partitioned by host (4 partitions per worker) and each partition
+    is crawled by one task with its own thread pool (``crawl.concurrency`` threads per task)."""
+    cache_root = Path(cache_root)
+    state = CrawlState(cache_root / "crawl" / state_name)
     seen: dict[str, int] = {}
     todo: list[UrlRow] = []
     for r in rows:
@@ -341,21 +389,20 @@ def crawl(rows: list[UrlRow], cache_root: Path, cfg: CrawlConfig, *, state_name:
                 continue
         todo.append(r)
 
-    def work(r: UrlRow) -> None:
-        data, prov, reason = fetch_one(r, cfg, gate, robots)
-        rec = {"url": r.url, "line": r.line, "provenance": prov}
-        if reason is None:
-            path, sha = store_blob(cache_root, data, prov["sha256"])
-            rec.update(status="ok", reason=None, sha256=sha, path=str(path))
-        else:
-            rec.update(status="failed", reason=reason, sha256=None, path=None)
-        state.add(rec)
-
     if todo:
         log.info("crawling %d URL(s) (%d already recorded)", len(todo), len(seen) - len(todo))
-        with ThreadPoolExecutor(max_workers=cfg.concurrency, thread_name_prefix="crawl") as pool:
-            for fut in [pool.submit(work, r) for r in todo]:
-                fut.result()
+        if executor is None or executor.workers <= 1:
+            _fetch_all(todo, cache_root, cfg, state)
+        else:
+            parts = host_partitions(todo, executor.workers * 4)
+            stem = state.path.name[: -len(".jsonl")]
+            payloads = []
+            for part in parts:
+                h = hashlib.sha256("\n".join(r.url for r in part).encode()).hexdigest()[:12]
+                payloads.append((part, str(cache_root), cfg, str(state.path.parent / f"{stem}.part-{h}.jsonl")))
+            for _ in executor.run(_crawl_partition, payloads, labels=[f"crawl part {i}" for i in range(len(parts))]):
+                pass  # a failed partition leaves its URLs unrecorded: reported below, fetched again by a rerun
+            state = CrawlState(state.path)
     out = []
     first_line = {}
     for r in rows:
@@ -365,6 +412,11 @@ def crawl(rows: list[UrlRow], cache_root: Path, cfg: CrawlConfig, *, state_name:
                         "duplicate_of_line": first_line[r.url], "name": r.name, "sha256": None, "path": None})
             continue
         first_line[r.url] = r.line
+        if r.url not in state.records:  # its crawl task failed on every attempt (recorded by the executor)
+            out.append({"url": r.url, "line": r.line, "status": "failed", "reason": "crawl_task_failed",
+                        "provenance": {"url": r.url, "license": r.license, "author": r.author}, "name": r.name,
+                        "sha256": None, "path": None})
+            continue
         rec = dict(state.records[r.url])
         rec["name"] = r.name
         rec["provenance"] = {**rec.get("provenance", {}), "license": r.license, "author": r.author}
