@@ -134,7 +134,6 @@ def build_dataset(sources: list[str | SourceSpec], out: str | os.PathLike, cfg: 
         items = {it["item_id"]: it for it in ing.items}
 
         # ------------------------------------------------------------------ 2. faces
-        from celebref.build.config import to_plain
 
         fparams = faces_stage.FacesParams(cfg.faces, cfg.ingest.max_pixels, cfg.ingest.max_bytes,
                                           cfg.output.png_compress_level)

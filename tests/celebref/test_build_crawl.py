@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from celebref.build.config import BuildConfig, CrawlConfig, parse_config
+from celebref.build.config import CrawlConfig, parse_config
 from celebref.build.ingest import ingest_sources, parse_source
 from celebref.build.ingest.urls import crawl, read_url_list
 from tests.celebref.build_support import Site

@@ -4,7 +4,6 @@ the config parser."""
 
 from __future__ import annotations
 
-import io
 import tarfile
 import zipfile
 from pathlib import Path
