@@ -269,19 +269,29 @@ def build_dataset(sources: list[str | SourceSpec], out: str | os.PathLike, cfg: 
     order = sorted(final_groups, key=lambda g: min(groups.groups[g]["faces"]))
     ident_of_group = {g: f"{i:05d}" for i, g in enumerate(order)}
     group_stable_key = {g: min(groups.groups[g]["faces"]) for g in groups.groups}
-    split_of = splits.split_identities({ident_of_group[g]: group_stable_key[g] for g in order}, cfg.seed, cfg.splits)
     image_of: dict[str, tuple[str, int]] = {}
     for g in order:
         for n, f in enumerate(final_groups[g]):
             image_of[f] = (ident_of_group[g], n)
+    members_of = {ident_of_group[g]: [(image_id_for(ident_of_group[g], image_of[f][1]), f) for f in final_groups[g]]
+                  for g in order}
+    if cfg.splits.mode == "image":
+        image_split = {iid: sp for ident in members_of
+                       for iid, sp in splits.split_images(members_of[ident], cfg.seed, cfg.splits).items()}
+        split_of = {ident: ("mixed" if len({image_split[i] for i, _ in m}) > 1 else image_split[m[0][0]])
+                    for ident, m in members_of.items()}
+    else:
+        split_of = splits.split_identities({ident_of_group[g]: group_stable_key[g] for g in order}, cfg.seed,
+                                           cfg.splits)
+        image_split = {iid: split_of[ident] for ident, m in members_of.items() for iid, _ in m}
     ref_rows, generic = [], set()
-    for g in order:
-        ident = ident_of_group[g]
-        if split_of[ident] != "test":
+    for ident, members in members_of.items():
+        test_ids = {iid for iid, _ in members if image_split[iid] == "test"}
+        if not test_ids:
             continue
-        members = [(image_id_for(ident, image_of[f][1]), f) for f in final_groups[g]]
-        ref_rows += splits.references(members, emb, metric, cfg.splits.max_refs)
-        generic.update(splits.generic_subset(members, cfg.seed, cfg.splits.generic_per_identity))
+        ref_rows += splits.references(members, emb, metric, cfg.splits.max_refs, targets=test_ids)
+        generic.update(splits.generic_subset([m for m in members if m[0] in test_ids], cfg.seed,
+                                             cfg.splits.generic_per_identity))
 
     # ------------------------------------------------------------------ 6. images
     t0 = time.perf_counter()
@@ -309,7 +319,7 @@ def build_dataset(sources: list[str | SourceSpec], out: str | os.PathLike, cfg: 
 
     # ------------------------------------------------------------------ manifest
     manifest = _manifest(ing, items, faces_run, faces, fscore, qdec, reject, duplicate_of, groups, ident_of_group,
-                         image_of, split_of, sha_of, generic)
+                         image_of, image_split, sha_of, generic)
     identities = pd.DataFrame([{
         "identity": ident_of_group[g], "name": groups.groups[g]["name"],
         "aliases": list(groups.groups[g]["aliases"]), "n_images": len(final_groups[g]),
@@ -437,7 +447,7 @@ def _score_clusters(truth_map, cand, faces, groups, manifest) -> dict:
 
 
 def _manifest(ing, items, faces_run, faces, fscore, qdec, reject, duplicate_of, groups, ident_of_group, image_of,
-              split_of, sha_of, generic) -> pd.DataFrame:
+              image_split, sha_of, generic) -> pd.DataFrame:
     rows = []
 
     def prov_cols(prov: dict) -> dict:
@@ -508,7 +518,7 @@ def _manifest(ing, items, faces_run, faces, fscore, qdec, reject, duplicate_of, 
                 ident, n = image_of[fid]
                 iid_ = image_id_for(ident, n)
                 row.update(kept=True, identity=ident, image_id=iid_, path=relpath_for(ident, n), n=n,
-                           sha256=sha_of[fid], split=split_of[ident], generic_test=iid_ in generic)
+                           sha256=sha_of[fid], split=image_split[iid_], generic_test=iid_ in generic)
             rows.append(row)
     # duplicate_of: face id -> the kept image id when there is one
     fid_to_image = {f: image_id_for(*image_of[f]) for f in image_of}

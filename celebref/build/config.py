@@ -169,7 +169,11 @@ class DedupConfig:
 
 @dataclass(frozen=True)
 class SplitsConfig:
-    #: share of identities in the test split (identity-disjoint; at least one when there are 2+ identities)
+    #: "identity": identity-disjoint train/test (the benchmark protocol); "image": a share of each person's images is
+    #: held out and the rest train (the personal-album protocol: the model may have seen the person; references of a
+    #: test image are that person's other images from any split); identities with one image stay in train
+    mode: Literal["identity", "image"] = "identity"
+    #: share of identities (mode identity) or of each identity's images (mode image) in the test split
     test_fraction: float = 0.1
     #: references per test image (other kept images of the same person, nearest in embedding first); None = all
     max_refs: Optional[int] = None
