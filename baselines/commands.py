@@ -1,7 +1,8 @@
 """`bench train` and `bench models`.
 
-    bench train --config configs/train/dmdnet_tiny.yaml [--out O] [--dataset D] [--device auto|cpu|cuda]
-                [--workers N] [--steps N] [--seed S] [--resume auto|never|CKPT] [--set key=value ...]
+    bench train [--model dmdnet] --config configs/train/dmdnet_tiny.yaml [--out O] [--dataset D]
+                [--device auto|cpu|cuda] [--workers N] [--steps N] [--seed S] [--resume auto|never|CKPT]
+                [--set key=value ...]
     bench models [--json] [PATTERN]
 
 `bench train` resumes from ``<out>/checkpoints/last.pt`` when it exists (``--resume auto``, the default), so
@@ -23,6 +24,8 @@ from celebref import cliutil
 def register(sub, common) -> None:
     p = sub.add_parser("train", parents=[common], help="train a model of the zoo (on-the-fly degradations)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", "-m", default=None,
+                   help="model to train (`bench models`); must match the config's 'model' when it names one")
     p.add_argument("--config", "-c", type=Path, required=True, help="training config YAML (configs/train/*.yaml)")
     p.add_argument("--out", "-o", type=Path, default=None, help="run folder (default: the config's 'out')")
     p.add_argument("--dataset", type=Path, default=None, help="DATASET folder (default: the config's data.dataset)")
@@ -61,12 +64,27 @@ def _overrides(args) -> dict:
     return out
 
 
+def _raw_model(path: Path) -> str | None:
+    """The 'model' a config file names (None when unreadable: load_config reports that with exit 2)."""
+    try:
+        loaded = yaml.safe_load(path.read_text()) if path.is_file() else None
+    except yaml.YAMLError:
+        return None
+    return loaded.get("model") if isinstance(loaded, dict) else None
+
+
 def run_train(args: argparse.Namespace) -> int:
     from baselines.training import checkpoint as ckpt
     from baselines.training.config import load_config
     from baselines.training.trainer import Trainer, resolve_model
 
-    cfg = load_config(args.config, _overrides(args))
+    overrides = _overrides(args)
+    if args.model is not None:
+        raw_model = _raw_model(args.config)
+        if raw_model is not None and raw_model != args.model:
+            raise cliutil.UsageError(f"--model {args.model}, but {args.config} is a config for {raw_model!r}")
+        overrides["model"] = args.model
+    cfg = load_config(args.config, overrides)
     resolve_model(cfg)  # unknown model / bad model_config -> exit 2 before any work
     resume = args.resume
     if resume == "never" and ckpt.find_resume(cfg.out) is not None:
@@ -78,7 +96,9 @@ def run_train(args: argparse.Namespace) -> int:
     summary.outputs["run"] = str(result.out)
     if result.checkpoint:
         summary.outputs["checkpoint"] = str(result.checkpoint)
-    summary.outputs["seconds"] = f"{result.seconds:.0f}"
+    cpu = result.cpu_seconds
+    summary.outputs["seconds"] = (f"{result.seconds:.0f} wall; CPU {cpu.get('main', 0):.0f} main process + "
+                                  f"{cpu.get('workers', 0):.0f} data workers")
     if result.resumed_from is not None:
         summary.notes.append(f"resumed from step {result.resumed_from}")
     if result.val:

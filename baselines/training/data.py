@@ -2,8 +2,8 @@
 
 Per training sample (image ``i`` visited in epoch ``e``):
 
-- **HQ**: the aligned dataset image (optionally mirrored), resized to the model's input size (area interpolation
-  when shrinking, bicubic when enlarging).
+- **HQ**: the aligned dataset image (optionally mirrored), resized to the model's input size (bicubic,
+  antialiased when shrinking: the resize of `bench evaluate`).
 - **LQ**: :class:`degradations.training.OnTheFlyDegrader` ``(preset, seed)(hq, image_id, e)``. By default the HQ is
   degraded at the dataset's resolution (as `bench degrade` makes test sets) and the LQ is then resized like the HQ
   (``data.degrade_at: dataset``); ``degrade_at: model`` degrades the resized HQ instead (cheaper, but the preset's
@@ -28,9 +28,8 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
@@ -61,12 +60,16 @@ def sample_seed(seed: int, image_id: str, epoch: int | None, purpose: str) -> in
 
 
 def resize_image(img: np.ndarray, size: int) -> np.ndarray:
-    """uint8 (H, W, 3) -> (size, size, 3): INTER_AREA when shrinking, INTER_CUBIC when enlarging."""
+    """uint8 (H, W, 3) -> (size, size, 3) with bicubic interpolation, antialiased when shrinking, rounded — the
+    resize `bench evaluate` applies to a test set's LQ for a model of another size
+    (:func:`evaluation.runner.resize_uint8`), so a model trains on inputs made the way it is tested."""
     h, w = img.shape[:2]
     if (h, w) == (size, size):
         return img
-    interp = cv2.INTER_AREA if size < min(h, w) else cv2.INTER_CUBIC
-    return cv2.resize(img, (size, size), interpolation=interp)
+    t = torch.tensor(img).permute(2, 0, 1)[None].to(torch.float32) / 255.0
+    t = torch.nn.functional.interpolate(t, size=(size, size), mode="bicubic", align_corners=False,
+                                        antialias=size < max(h, w))
+    return t[0].clamp(0, 1).mul(255.0).round().to(torch.uint8).permute(1, 2, 0).numpy()
 
 
 def flip_landmarks(pts: np.ndarray, width: int) -> np.ndarray:

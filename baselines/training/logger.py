@@ -12,8 +12,8 @@ import io
 import logging
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 log = logging.getLogger(__name__)
 

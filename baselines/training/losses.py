@@ -42,6 +42,18 @@ def l1_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.l1_loss(pred.float(), target.float())
 
 
+def _fp32(fn):
+    """Run a loss in float32 even inside an autocast region (SSIM variances and VGG features lose too much
+    precision in bf16/fp16)."""
+
+    def wrapper(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=pred.device.type, enabled=False):
+            return fn(self, pred.float(), target.float())
+
+    wrapper.__doc__ = fn.__doc__
+    return wrapper
+
+
 # ----------------------------------------------------------------------------------------------- hinge GAN
 def hinge_d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
     """Discriminator hinge loss: E[relu(1 - D(real))] + E[relu(1 + D(fake))]."""
@@ -78,6 +90,7 @@ class VGGPerceptualLoss(nn.Module):
         self.features.eval()
         return self
 
+    @_fp32
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         x = (pred.float() - self.mean) / self.std
         y = (target.float() - self.mean) / self.std
@@ -132,6 +145,7 @@ class StructureLoss(nn.Module):
         self.max_scales = max_scales
         self.gradient_weight = gradient_weight
 
+    @_fp32
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         x, y = pred.float(), target.float()
         terms = []
@@ -186,6 +200,7 @@ class IdentityLoss(nn.Module):
         g = 0.2989 * x[:, 0:1] + 0.5870 * x[:, 1:2] + 0.1140 * x[:, 2:3]
         return F.interpolate(g, size=(128, 128), mode="bilinear", align_corners=False)
 
+    @_fp32
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             t = self.net(self._grey128(target))

@@ -22,9 +22,10 @@ import os
 import random
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -60,6 +61,8 @@ class TrainResult:
     val: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     last_losses: dict[str, float] = field(default_factory=dict)
+    #: CPU seconds (user + system) of this process ("main") and of its finished children ("workers")
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
 
 
 def resolve_model(cfg: TrainConfig):
@@ -134,7 +137,10 @@ class Trainer:
                               f"{cfg.model} config; change model_config (e.g. {{base: tiny, size: {cfg.data.size}}})")
         self.references = _reference_mode(cfg, self.model)
         self.component_gan = cfg.loss.component_adversarial > 0
-        self.need_landmarks = bool(self.model.needs_landmarks or self.component_gan)
+        # landmarks: needed by the model, by its training losses (opt-in class flag ``training_needs_landmarks``,
+        # e.g. a landmark loss) or by the component discriminators
+        self.need_landmarks = bool(self.model.needs_landmarks or self.component_gan
+                                   or getattr(self.model, "training_needs_landmarks", False))
 
         # ---- data
         try:
@@ -142,8 +148,8 @@ class Trainer:
         except FileNotFoundError as e:
             raise ConfigError(f"data.dataset: {e}") from None
         self.faces = faces
-        common = dict(size=self.size, seed=cfg.seed, max_refs=cfg.data.max_refs, references=self.references,
-                      need_landmarks=self.need_landmarks, degrade_at=cfg.data.degrade_at)
+        common = {"size": self.size, "seed": cfg.seed, "max_refs": cfg.data.max_refs, "references": self.references,
+                  "need_landmarks": self.need_landmarks, "degrade_at": cfg.data.degrade_at}
         try:
             self.train_set = FaceTrainingSet(faces, split=cfg.data.train_split, preset=cfg.data.preset,
                                              hflip=cfg.data.hflip, cache_images=cfg.data.cache_images, **common)
@@ -251,15 +257,16 @@ class Trainer:
         if init is None or y <= 0:
             return None
         pool = self.train_set.init_pool_size()
-        n_atoms = getattr(self.model.config, "n_atoms", 0)
         count = min(y, pool)
-        if count < n_atoms:
-            raise ConfigError(f"init.generic_dictionary_images: the generic dictionary has {n_atoms} atoms but only "
-                              f"{count} distinct HQ training faces are available (Y={y}, pool {pool}); add training "
-                              f"images or set init.generic_dictionary_images: 0 for a random initialisation")
         t0 = time.perf_counter()
         batches = self.train_set.init_batches(count, self.cfg.init.batch_size, self.cfg.seed)
-        stats = init(({"hq": b["hq"].to(self.device), "landmarks": b["landmarks"]} for b in batches))
+        try:
+            stats = init({"hq": b["hq"].to(self.device, memory_format=self.memory_format),
+                           "landmarks": b["landmarks"]} for b in batches)
+        except ValueError as e:  # e.g. fewer faces than dictionary atoms
+            raise ConfigError(f"init.generic_dictionary_images: {e} (Y={y}, {pool} distinct HQ training faces "
+                              f"available); add training images or set init.generic_dictionary_images: 0 for "
+                              f"the model's own initialisation") from None
         log.info("generic dictionary initialised from %d HQ training faces in %.1f s", count,
                  time.perf_counter() - t0)
         stats = dict(stats or {})
@@ -277,12 +284,12 @@ class Trainer:
 
     def _payload(self) -> dict:
         versions = {"torch": str(torch.__version__)}
-        try:
-            from importlib.metadata import version
+        from importlib.metadata import PackageNotFoundError, version
 
+        try:
             versions["celebref-suite"] = version("celebref-suite")
-        except Exception:  # noqa: BLE001 - not installed as a distribution
-            pass
+        except PackageNotFoundError:  # running from a source tree that is not installed
+            versions["celebref-suite"] = None
         return {
             "format": CHECKPOINT_FORMAT,
             "model": self.cfg.model,
@@ -501,10 +508,11 @@ class Trainer:
                 self.save()
             raise
         finally:
+            del it  # shuts the DataLoader workers down (their CPU time is then counted below)
             self.logger.close()
         if last_ck is None:
             last_ck = ckpt.find_resume(self.out)
-        result = TrainResult(out=self.out, step=self.step, checkpoint=last_ck,
+        result = TrainResult(out=self.out, step=self.step, checkpoint=last_ck, cpu_seconds=_cpu_seconds(),
                              seconds=time.perf_counter() - self.t_start,
                              train_seconds=time.perf_counter() - t_loop, resumed_from=self.resumed_from,
                              val=dict(self.last_val), notes=list(self.notes), last_losses=last_values)
@@ -522,6 +530,7 @@ class Trainer:
             "checkpoint": str(r.checkpoint) if r.checkpoint else None,
             "seconds": r.seconds,
             "train_seconds_this_run": r.train_seconds,
+            "cpu_seconds": r.cpu_seconds,
             "device": str(self.device),
             "torch_threads": torch.get_num_threads(),
             "amp": self.amp,
@@ -545,6 +554,14 @@ def train(cfg: TrainConfig, *, resume: str | os.PathLike | None = "auto", device
     """Train ``cfg.model`` as configured; resume from ``<out>/checkpoints/last.pt`` when ``resume='auto'``
     (a path resumes from that file; None / 'never' starts fresh)."""
     return Trainer(cfg, resume=resume, device=device, on_step=on_step).fit()
+
+
+def _cpu_seconds() -> dict[str, float]:
+    """CPU time (user + system) of this process and of its finished children (the DataLoader workers)."""
+    import resource
+
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"main": own.ru_utime + own.ru_stime, "workers": kids.ru_utime + kids.ru_stime}
 
 
 def _fmt_metrics(d: dict[str, float]) -> str:

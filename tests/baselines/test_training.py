@@ -7,19 +7,17 @@ run in seconds; one test trains the real DMDNet (tiny config, shrunk) for a step
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from baselines.base import RestorationModel
-from baselines.registry import ModelInfo, create_model, register_model
 from baselines.registry import _MODELS as _REGISTERED
+from baselines.registry import ModelInfo, create_model, register_model
 from baselines.training import checkpoint as ckpt
 from baselines.training.config import ConfigError, load_config, parse_config, replace
 from baselines.training.data import (
@@ -160,11 +158,17 @@ def test_config_file_errors(tmp_path):
 
 
 def test_shipped_configs_parse():
+    """Every configs/train/*.yaml parses, names a registered trainable model and a valid model config."""
+    from baselines.training.trainer import resolve_model
     from tests.helpers import PROJECT_ROOT
 
-    for name in ("dmdnet_tiny.yaml", "dmdnet_paper.yaml"):
-        cfg = load_config(PROJECT_ROOT / "configs" / "train" / name)
-        assert cfg.model == "dmdnet"
+    files = sorted((PROJECT_ROOT / "configs" / "train").glob("*.yaml"))
+    assert {"dmdnet_tiny.yaml", "dmdnet_paper.yaml"} <= {f.name for f in files}
+    for f in files:
+        cfg = load_config(f)
+        _, model_cfg = resolve_model(cfg)
+        assert f.name.startswith(cfg.model), f
+        assert getattr(model_cfg, "size", None) in (None, 128, 256, 512)
 
 
 # ----------------------------------------------------------------------------------------------- losses
@@ -268,8 +272,8 @@ def test_flip_permutation_is_a_mirror():
 def _train_set(mini_dataset, size=32, **kw):
     from celebref.dataset import FaceDataset
 
-    args = dict(split="train", size=size, preset="celebref-x4", seed=7, max_refs=10, references="required",
-                need_landmarks=True, hflip=True)
+    args = {"split": "train", "size": size, "preset": "celebref-x4", "seed": 7, "max_refs": 10,
+            "references": "required", "need_landmarks": True, "hflip": True}
     args.update(kw)
     return FaceTrainingSet(FaceDataset.load(mini_dataset), **args)
 
@@ -326,6 +330,15 @@ def test_samples_do_not_depend_on_order_or_workers(mini_dataset):
     assert torch.equal(later[1]["lq"], single[2]["lq"])
 
 
+def test_resize_is_the_one_bench_evaluate_uses():
+    from evaluation.runner import resize_uint8
+    from tests.helpers import tiny_image
+
+    for h, size in ((96, 32), (40, 64)):
+        img = tiny_image(h, h, seed=3)
+        assert np.array_equal(resize_image(img, size), resize_uint8(img, size))
+
+
 def test_step_sampler_epochs():
     s = iter(StepSampler(5, seed=0))
     first = [next(s) for _ in range(10)]
@@ -366,7 +379,7 @@ def test_training_steps_reduce_the_loss(mini_dataset, tmp_path):
 
 @pytest.mark.shared_data
 def test_resume_gives_the_same_losses_and_checkpoint_loads(mini_dataset, tmp_path):
-    raw = base_raw(mini_dataset, tmp_path / "full", val_every=2, ckpt_every=2)
+    raw = base_raw(mini_dataset, tmp_path / "full", ckpt_every=2)
     full_losses = {}
     full = Trainer(parse_config(raw), resume=None, on_step=lambda s, v: full_losses.__setitem__(s, v))
     res = full.fit()
@@ -422,6 +435,8 @@ def test_dmdnet_trains_a_step_with_dictionary_init(mini_dataset, tmp_path):
     raw["init"] = {"generic_dictionary_images": 6, "batch_size": 3}
     raw["data"]["max_refs"] = 2
     raw["loss"]["outputs"] = {"restored_generic": 0.5}
+    with pytest.raises(ConfigError, match="init.generic_dictionary_images"):
+        Trainer(parse_config(dict(raw, init={"generic_dictionary_images": 3})), resume=None)  # < 4 atoms
     cfg = parse_config(raw)
     tr = Trainer(cfg, resume=None)
     assert tr.init_stats["images"] == 6

@@ -44,6 +44,9 @@ def test_bad_configs_exit_2(tmp_path, capsys):
     assert main(["train", "--config", _write(tmp_path, base_raw(tmp_path, tmp_path / "o")), "--set", "nokey",
                  "-q"]) == 2
     assert main(["train"]) == 2  # --config is required
+    cfg = _write(tmp_path, base_raw(tmp_path / "data", tmp_path / "out"))
+    assert main(["train", "--model", "dmdnet", "--config", cfg, "-q"]) == 2  # a config for another model
+    assert "is a config for" in capsys.readouterr().err
 
 
 def test_models_lists_the_registry(capsys):
