@@ -166,6 +166,7 @@ class DMDNet(RestorationModel):
         )
         init_spectral_norm(self)
         self._landmark_provider = None
+        self._specific_cache = None  # see _specific_cached
         #: where the landmarks of the last restore() came from when it had to find them itself
         self.last_landmark_sources: dict[str, Any] | None = None
 
@@ -312,10 +313,37 @@ class DMDNet(RestorationModel):
         self.check_inputs(lq, landmarks, refs, ref_landmarks)
         return landmarks, ref_landmarks
 
+    def _weights_stamp(self) -> int:
+        """Changes whenever a parameter or buffer is modified in place (optimizer step, load_state_dict, ...)."""
+        return sum(t._version for t in self.parameters()) + sum(t._version for t in self.buffers())
+
+    def _specific_cached(self, refs, ref_landmarks, given_landmarks) -> SpecificDictionary:
+        """build_specific_dictionary, memoised for inference (eval mode, no grad): restoring many inputs with
+        the same reference tensors (``bench restore --refs``, several faces of a photo) encodes them once.
+        The entry holds the tensors themselves and is keyed on their identity and version and on the weights'
+        versions, so any change recomputes; results are identical to an uncached call."""
+        if self.training or torch.is_grad_enabled():
+            return self.build_specific_dictionary(refs, ref_landmarks)
+        lms = given_landmarks if given_landmarks is not None else [None] * len(refs)
+        key = (tuple((id(r), r._version) for r in refs),
+               tuple(None if lm is None else (id(lm), getattr(lm, "_version", 0)) for lm in lms),
+               self._weights_stamp())
+        cache = getattr(self, "_specific_cache", None)
+        if cache is not None and cache[0] == key:
+            return cache[2]
+        specific = self.build_specific_dictionary(refs, ref_landmarks)
+        # keep the keyed tensors alive so their ids cannot be reused by other tensors while cached
+        self._specific_cache = (key, (list(refs), list(lms)), specific)
+        return specific
+
+    def clear_reference_cache(self) -> None:
+        self._specific_cache = None
+
     def _run(self, lq, landmarks, refs, ref_landmarks, *, with_generic: bool):
+        given_ref_landmarks = ref_landmarks
         landmarks, ref_landmarks = self._prepare(lq, landmarks, refs, ref_landmarks)
         boxes = self.boxes(landmarks)
-        specific = self.build_specific_dictionary(refs, ref_landmarks) if refs else None
+        specific = self._specific_cached(refs, ref_landmarks, given_ref_landmarks) if refs else None
         out = self(lq * 2 - 1, boxes, specific, with_generic=with_generic)
         return {k: ((v + 1) / 2).clamp(0, 1) for k, v in out.items()}
 

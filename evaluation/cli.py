@@ -9,6 +9,7 @@ COMMANDS = (
     "degradations.commands",
     "leaderboard.commands",
     "evaluation.commands",
+    "baselines.restore_commands",
 )
 
 main = build_main(
