@@ -8,6 +8,7 @@
 `bench train` resumes from ``<out>/checkpoints/last.pt`` when it exists (``--resume auto``, the default), so
 rerunning an interrupted command continues it. A bad config (unknown key, wrong type, unknown model, missing
 dataset) exits with code 2 and names the key.
+Multi-GPU / DDP (batch_size = global batch): torchrun --nproc_per_node N -m evaluation.cli train ...
 """
 
 from __future__ import annotations
@@ -74,10 +75,16 @@ def _raw_model(path: Path) -> str | None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    import logging
+
     from baselines.training import checkpoint as ckpt
+    from baselines.training import distributed
     from baselines.training.config import load_config
     from baselines.training.trainer import Trainer, resolve_model
 
+    is_main = distributed.env_info().is_main
+    if not is_main:  # a torchrun rank other than 0: warnings and errors only (rank 0 logs the run)
+        logging.getLogger().setLevel(max(logging.getLogger().level, logging.WARNING))
     overrides = _overrides(args)
     if args.model is not None:
         raw_model = _raw_model(args.config)
@@ -91,6 +98,8 @@ def run_train(args: argparse.Namespace) -> int:
         raise cliutil.UsageError(f"{cfg.out} already holds checkpoints; use another --out or --resume auto")
     trainer = Trainer(cfg, resume=resume)
     result = trainer.fit()
+    if not is_main:
+        return cliutil.EXIT_OK
     summary = cliutil.RunSummary("bench train")
     summary.done = result.step
     summary.outputs["run"] = str(result.out)

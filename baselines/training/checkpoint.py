@@ -8,6 +8,9 @@
      "discriminators": {"face": {...}, "components": {...}}, "optimizers": {"g": {...}, "d": {...}},
      "schedulers": {"g": {...}, "d": {...}}, "scaler": {...}, "rng": {...}, "metrics": {...}, "versions": {...}}
 
+plus ``"rng_ranks": [{...}, ...]`` (every rank's RNG state) when written by a multi-process (DDP) run; ``rng`` is
+then rank 0's. Model weights are those of the unwrapped modules (no DDP ``module.`` prefix).
+
 Everything is tensors or plain Python types, so ``baselines.create_model(name, weights=path)`` loads it safely and
 restores the EMA weights with the model config stored here.
 """

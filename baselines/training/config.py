@@ -12,7 +12,7 @@ YAML layout (see ``configs/train/*.yaml`` and docs/training.md)::
     seed: 0
     device: auto                   # auto | cpu | cuda
     out: out/train/dmdnet_tiny     # run folder (checkpoints, logs); relative paths are relative to the CWD
-    batch_size: 4
+    batch_size: 4                  # the global batch (split over the processes of a torchrun / DDP job)
     ...                            # workers, amp, amp_dtype, val_every, ckpt_every, log_every, ...
     data:      {dataset, train_split, val_split, size, max_refs, references, preset, val_preset, ...}
     optim:     {lr, betas, weight_decay, grad_clip, d_lr, d_betas, d_weight_decay}
@@ -170,6 +170,10 @@ class TrainConfig:
     tensorboard: bool = True
     #: dlib identity distance during validation (needs the dlib models that ship with face_recognition_models)
     val_identity: bool = True
+    #: multi-process runs (torchrun, DDP): let DistributedDataParallel look for parameters that get no gradient in
+    #: a step (DMDNet's generic / specific branches, outputs or extra losses weighted 0). False saves a graph
+    #: traversal per step but fails when a step leaves a trainable parameter unused. Ignored in one process.
+    ddp_find_unused_parameters: bool = True
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -187,8 +191,9 @@ class TrainConfig:
 
 
 #: fields that may differ between a run and its resumption (they do not change what is computed)
-RUNTIME_FIELDS = frozenset({"out", "device", "workers", "threads", "channels_last", "val_every", "ckpt_every", "log_every", "keep_checkpoints",
-                            "tensorboard", "val_identity", "data.cache_images", "data.val_max_images",
+RUNTIME_FIELDS = frozenset({"out", "device", "workers", "threads", "channels_last", "val_every", "ckpt_every",
+                            "log_every", "keep_checkpoints", "tensorboard", "val_identity",
+                            "ddp_find_unused_parameters", "data.cache_images", "data.val_max_images",
                             "schedule.total_steps"})
 
 

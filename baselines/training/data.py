@@ -15,8 +15,9 @@ Per training sample (image ``i`` visited in epoch ``e``):
 
 Every random choice (mirror, reference subset; the degradation inside the degrader) is seeded from
 ``(seed, image_id, epoch)`` through :func:`degradations.pipeline.item_seed`, so a sample does not depend on the
-order, the batch it lands in or the number of DataLoader workers. :class:`StepSampler` yields ``(index, epoch)``
-pairs from any global sample position, which makes resuming at step ``s`` exact.
+order, the batch it lands in, the number of DataLoader workers or of DDP processes. :class:`StepSampler` yields
+``(index, epoch)`` pairs from any global sample position, which makes resuming at step ``s`` exact; under DDP each
+rank takes its own contiguous shard of every global batch.
 
 Samples without references: with ``references='required'`` (the default for models that need or use them) images
 whose identity has no other usable image are skipped and counted in :attr:`FaceTrainingSet.skipped`; with
@@ -295,19 +296,38 @@ def batch_to(batch: dict, device, memory_format=torch.contiguous_format) -> dict
 class StepSampler(Sampler):
     """Endless stream of ``(index, epoch)``: epoch ``e`` visits every index once in the order of a permutation
     seeded by ``(seed, e)``. ``start`` is the global sample position to begin at (``step * batch_size`` when
-    resuming), so the stream after a resume is the one an uninterrupted run would have seen."""
+    resuming), so the stream after a resume is the one an uninterrupted run would have seen.
 
-    def __init__(self, n: int, seed: int, start: int = 0):
+    Distributed (``world_size > 1``): the global stream is cut into global batches of ``batch_size`` positions
+    (``start`` must be a multiple of it) and rank ``r`` yields the ``r``-th contiguous shard of
+    ``batch_size // world_size`` positions of each. The shard of global step ``s`` is thus a function of
+    ``(seed, s, rank)`` only, and the ranks' shards of one step together are exactly the batch a single process
+    trains on at that step, whatever the number of processes."""
+
+    def __init__(self, n: int, seed: int, start: int = 0, *, rank: int = 0, world_size: int = 1,
+                 batch_size: int | None = None):
         if n < 1:
             raise ValueError("StepSampler needs at least one item")
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"StepSampler: rank {rank} is not in [0, world_size={world_size})")
+        if world_size > 1:
+            if batch_size is None or batch_size % world_size:
+                raise ValueError(f"StepSampler: batch_size {batch_size} must be a multiple of world_size "
+                                 f"{world_size}")
+            if start % batch_size:
+                raise ValueError(f"StepSampler: start {start} must be a multiple of batch_size {batch_size}")
         self.n = int(n)
         self.seed = int(seed)
         self.start = int(start)
+        self.rank = int(rank)
+        self.world_size = int(world_size)
+        self.batch_size = batch_size
 
     def permutation(self, epoch: int) -> np.ndarray:
         return np.random.default_rng(item_seed(self.seed, f"epoch-order@{epoch}")).permutation(self.n)
 
-    def __iter__(self):
+    def global_stream(self) -> Iterator[tuple[int, int]]:
+        """Every ``(index, epoch)`` from position ``start`` on, as a single process sees them."""
         pos = self.start
         while True:
             epoch, off = divmod(pos, self.n)
@@ -315,6 +335,17 @@ class StepSampler(Sampler):
             for i in range(off, self.n):
                 yield (int(perm[i]), epoch)
             pos = (epoch + 1) * self.n
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        stream = self.global_stream()
+        if self.world_size == 1:
+            yield from stream
+            return
+        shard = self.batch_size // self.world_size
+        lo, hi = self.rank * shard, (self.rank + 1) * shard
+        while True:
+            batch = [next(stream) for _ in range(self.batch_size)]
+            yield from batch[lo:hi]
 
 
 class ValidationSet:

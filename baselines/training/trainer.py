@@ -10,6 +10,16 @@ steps and at the end; checkpoints every ``ckpt_every`` steps, at the end and on 
 Resuming (``resume='auto'``: ``<out>/checkpoints/last.pt`` when present) restores the model, EMA, discriminators,
 optimisers, schedulers, scaler, RNG states and the position in the data stream, so the losses after a resume are
 those of an uninterrupted run (within floating-point tolerance).
+
+Distributed data parallel (``torchrun --nproc_per_node N -m evaluation.cli train ...``, see
+:mod:`baselines.training.distributed`): one process per device; ``batch_size`` is the *global* batch, each rank
+trains on its own contiguous shard of every global batch (:class:`StepSampler`), so the sample stream, the schedule
+and the checkpoints do not depend on the number of processes. The generator loss (and the discriminator loss) is
+computed inside the forward of a small module wrapped in DistributedDataParallel, so DDP sees exactly the graph the
+loss depends on (``ddp_find_unused_parameters`` for branches a step does not use); the discriminators the
+generator loss consults are the unwrapped modules (frozen in that pass). Rank 0 alone logs, validates, writes
+checkpoints (of the unwrapped modules: no ``module.`` prefix, interchangeable with single-process runs) and the
+summary; the other ranks wait at barriers. Without the torchrun variables nothing of this is active.
 """
 
 from __future__ import annotations
@@ -29,10 +39,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from baselines.registry import CHECKPOINT_FORMAT, create_model, get_model_info, resolve_config
 from baselines.training import checkpoint as ckpt
+from baselines.training import distributed as ddp
 from baselines.training.config import RUNTIME_FIELDS, ConfigError, TrainConfig, diff, dump_yaml
 from baselines.training.data import FaceTrainingSet, StepSampler, ValidationSet, batch_to, collate
 from baselines.training.discriminators import ComponentDiscriminators, PatchDiscriminator
@@ -102,30 +115,71 @@ def _set_requires_grad(module: torch.nn.Module | None, flag: bool) -> None:
             p.requires_grad_(flag)
 
 
+class _LossModule(nn.Module):
+    """``forward(*args)`` = ``loss_fn(*args)``: a loss computed inside a module's forward, which is what
+    DistributedDataParallel wraps (it synchronises the gradients of ``modules``' trainable parameters and, with
+    ``find_unused_parameters``, looks for the unused ones from the returned loss). Called directly in a single
+    process."""
+
+    def __init__(self, modules: dict[str, nn.Module | None], loss_fn: Callable[..., Any]):
+        super().__init__()
+        self.parts = nn.ModuleDict({k: m for k, m in modules.items() if m is not None})
+        self.loss_fn = loss_fn
+
+    def forward(self, *args: Any) -> Any:
+        return self.loss_fn(*args)
+
+
+def _wrap_ddp(module: _LossModule, device: torch.device, find_unused: bool) -> nn.Module:
+    """``module`` in DistributedDataParallel (which broadcasts rank 0's parameters and buffers to every rank)."""
+    ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(module, device_ids=ids, output_device=device.index if ids else None,
+                                   find_unused_parameters=find_unused)
+
+
 class Trainer:
-    """Builds everything from a :class:`TrainConfig` (see :func:`train`)."""
+    """Builds everything from a :class:`TrainConfig` (see :func:`train`). In a torchrun job (``WORLD_SIZE`` > 1)
+    it initialises the process group itself (:func:`baselines.training.distributed.setup`) and destroys it when
+    :meth:`fit` ends."""
 
     def __init__(self, cfg: TrainConfig, *, resume: str | os.PathLike | None = "auto",
                  device: str | None = None, on_step: Callable[[int, dict], None] | None = None):
         from celebref.cliutil import resolve_device
-        from celebref.dataset import FaceDataset
 
         self.t_start = time.perf_counter()
         self.cfg = cfg
         self.out = Path(cfg.out)
-        self.device = torch.device(device or resolve_device(cfg.device))
         self.on_step = on_step
         self.notes: list[str] = []
+        self.logger: RunLogger | None = None
+        self.validator = None
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         info, model_cfg = resolve_model(cfg)
         self.info = info
+        self.dist, self.device = ddp.setup(torch.device(device or resolve_device(cfg.device)))
+        self.is_main = self.dist.is_main
+        try:
+            self._build(cfg, model_cfg, resume)
+        except BaseException:
+            ddp.cleanup(self.dist)
+            raise
+
+    def _build(self, cfg: TrainConfig, model_cfg: Any, resume: str | os.PathLike | None) -> None:
+        """Everything but the device and the process group (see __init__)."""
+        from celebref.dataset import FaceDataset
+
+        try:
+            self.local_batch = ddp.shard_size(cfg.batch_size, self.dist)
+        except ValueError as e:
+            raise ConfigError(f"batch_size: {e}") from None
 
         # ---- what to resume from (decided first: a fresh run initialises the dictionary, a resumed one not)
         self.resume_path = self._resume_path(resume)
         resume_ck = ckpt.load_checkpoint(self.resume_path) if self.resume_path else None
         if resume_ck is not None:
             self._check_resumable(resume_ck)
+        self._check_same_start(resume_ck)
 
         _seed_all(cfg.seed)
         self.model = create_model(cfg.model, model_cfg, device=self.device).train()
@@ -198,11 +252,12 @@ class Trainer:
             self.amp_dtype = torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.amp_dtype == torch.float16)
 
-        # ---- model-specific initialisation (fresh runs only), then optimisers, EMA
+        # ---- model-specific initialisation (fresh runs only), the DDP wrappers, then optimisers, EMA
         self.step = 0
         self.init_stats: dict | None = None
         if resume_ck is None:
             self.init_stats = self._model_init()
+        self._build_loss_modules()
         g_params = [p for p in self.model.parameters() if p.requires_grad]
         o = cfg.optim
         self.opt_g = torch.optim.AdamW(g_params, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
@@ -220,11 +275,12 @@ class Trainer:
             self._load_state(resume_ck)
             self.resumed_from = self.step
             log.info("resumed from %s at step %d", self.resume_path, self.step)
-        self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "config.yaml").write_text(dump_yaml(cfg))
-        self.logger = RunLogger(self.out, resume_step=self.step if resume_ck is not None else None,
-                                tensorboard=cfg.tensorboard)
-        self.validator = None
+        if self.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.yaml").write_text(dump_yaml(cfg))
+            self.logger = RunLogger(self.out, resume_step=self.step if resume_ck is not None else None,
+                                    tensorboard=cfg.tensorboard)
+        ddp.barrier(self.dist)
 
     # ------------------------------------------------------------------------------------------ setup helpers
     def _resume_path(self, resume) -> Path | None:
@@ -236,6 +292,26 @@ class Trainer:
         if not p.is_file():
             raise ConfigError(f"--resume: checkpoint {p} not found")
         return p
+
+    def _check_same_start(self, ck: dict | None) -> None:
+        """Every rank must start from the same checkpoint (or all fresh): a run folder that is not shared by the
+        ranks (e.g. node-local disks in a multi-node job) is refused."""
+        starts = ddp.all_gather_object(self.dist, None if ck is None else int(ck["step"]))
+        if len(set(starts)) > 1:
+            raise ConfigError(f"the ranks would start from different steps {starts} (None: fresh); every rank must "
+                              f"see the same run folder {self.out} (a shared file system) and checkpoint")
+
+    def _build_loss_modules(self) -> None:
+        """The generator / discriminator loss modules (wrapped in DDP in a multi-process run)."""
+        self.g_loss: nn.Module = _LossModule({"model": self.model}, self._generator_loss)
+        self.d_loss: nn.Module = _LossModule({"face": self.d_face, "components": self.d_comp},
+                                             self._discriminator_loss)
+        if not self.dist.enabled:
+            return
+        self.g_loss = _wrap_ddp(self.g_loss, self.device, self.cfg.ddp_find_unused_parameters)
+        if self.d_face is not None or self.d_comp is not None:
+            # every discriminator parameter takes part in each discriminator update
+            self.d_loss = _wrap_ddp(self.d_loss, self.device, find_unused=False)
 
     def _check_resumable(self, ck: dict) -> None:
         if ck.get("model") != self.cfg.model:
@@ -282,7 +358,7 @@ class Trainer:
             out["components"] = self.d_comp.state_dict()
         return out
 
-    def _payload(self) -> dict:
+    def _payload(self, rank_rng: list[dict] | None = None) -> dict:
         versions = {"torch": str(torch.__version__)}
         from importlib.metadata import PackageNotFoundError, version
 
@@ -304,6 +380,7 @@ class Trainer:
             "schedulers": {"g": self.sched_g.state_dict()},
             "scaler": self.scaler.state_dict(),
             "rng": ckpt.rng_state(),
+            **({"rng_ranks": rank_rng} if rank_rng else {}),
             "metrics": {k: float(v) for k, v in self.last_val.items()},
             "init": _plain(self.init_stats or {}),
             "versions": versions,
@@ -331,11 +408,29 @@ class Trainer:
         self.step = int(ck["step"])
         self.last_val = dict(ck.get("metrics") or {})
         self.init_stats = ck.get("init") or None
-        ckpt.set_rng_state(ck["rng"])
+        ckpt.set_rng_state(self._rank_rng(ck))
 
-    def save(self) -> Path:
-        path = ckpt.save_checkpoint(self.out, self.step, self._payload(), keep=self.cfg.keep_checkpoints)
-        log.info("checkpoint %s", path)
+    def _rank_rng(self, ck: dict) -> dict:
+        """This rank's RNG state in ``ck``: its own when the checkpoint comes from a run with as many processes
+        (``rng_ranks``), else the one of rank 0 / the single process (``rng``)."""
+        per_rank = ck.get("rng_ranks") or []
+        if self.dist.enabled and len(per_rank) == self.dist.world_size:
+            return per_rank[self.dist.rank]
+        return ck["rng"]
+
+    def save(self, collective: bool = True) -> Path:
+        """Write a checkpoint of the current step (rank 0). ``collective``: every rank calls this at the same
+        step (their RNG states are gathered into the checkpoint and they wait until it is written); False on
+        rank 0 alone (Ctrl-C), where the checkpoint holds rank 0's RNG state only."""
+        rank_rng = None
+        if collective and self.dist.enabled:
+            rank_rng = ddp.all_gather_object(self.dist, ckpt.rng_state())
+        path = ckpt.step_path(self.out, self.step)
+        if self.is_main:
+            path = ckpt.save_checkpoint(self.out, self.step, self._payload(rank_rng), keep=self.cfg.keep_checkpoints)
+            log.info("checkpoint %s", path)
+        if collective:
+            ddp.barrier(self.dist)
         return path
 
     # ------------------------------------------------------------------------------------------ steps
@@ -348,13 +443,38 @@ class Trainer:
         return self.step >= self.cfg.loss.gan_start_step and (self.d_face is not None or self.d_comp is not None)
 
     def train_step(self, batch: dict) -> dict[str, float]:
-        """One generator + discriminator update on a device batch; returns the loss terms (weighted)."""
-        cfg, lw = self.cfg, self.cfg.loss
-        hq, lm = batch["hq"], batch["landmarks"]
+        """One generator + discriminator update on a device batch (this rank's shard in a DDP run); returns the
+        loss terms (weighted) of this batch."""
         gan = self.gan_active()
         _set_requires_grad(self.d_face, False)
         _set_requires_grad(self.d_comp, False)
-        rois = self.d_comp.rois(lm, self.size) if (self.d_comp is not None and gan) else None
+        rois = self.d_comp.rois(batch["landmarks"], self.size) if (self.d_comp is not None and gan) else None
+        total, terms, fake = self.g_loss(batch, gan, rois)
+        if not torch.isfinite(total):
+            raise FloatingPointError(f"non-finite generator loss at step {self.step}: "
+                                     f"{ {k: float(v) for k, v in terms.items()} }")
+        self.opt_g.zero_grad(set_to_none=True)
+        self.scaler.scale(total).backward()
+        gnorm = self._clip(self.opt_g, self.model.parameters())
+        self.scaler.step(self.opt_g)
+        values = {k: float(v.detach()) for k, v in terms.items()}
+        values["total"] = float(total.detach())
+        if gnorm is not None:
+            values["grad_norm"] = gnorm
+        if gan:
+            values.update(self._discriminator_step(batch["hq"], fake, rois))
+        self.scaler.update()
+        self.sched_g.step()
+        self.ema.update(self.model)
+        self.step += 1
+        return values
+
+    def _generator_loss(self, batch: dict, gan: bool, rois: dict | None
+                        ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        """(total, weighted terms, detached ``restored``) of the generator: image losses on ``restored`` and every
+        weighted ``restored_*`` output, adversarial terms (discriminators frozen), the model's extra losses."""
+        cfg, lw = self.cfg, self.cfg.loss
+        hq, lm = batch["hq"], batch["landmarks"]
         with self._autocast():
             outputs = self.model.training_outputs(batch["lq"], lm, batch["refs"], batch["ref_landmarks"])
             if "restored" not in outputs:
@@ -387,46 +507,34 @@ class Trainer:
         if not terms:
             raise ConfigError("loss: every loss weight is 0, nothing to train")
         total = torch.stack([t.float() for t in terms.values()]).sum()
-        if not torch.isfinite(total):
-            raise FloatingPointError(f"non-finite generator loss at step {self.step}: "
-                                     f"{ {k: float(v) for k, v in terms.items()} }")
-        self.opt_g.zero_grad(set_to_none=True)
-        self.scaler.scale(total).backward()
-        gnorm = self._clip(self.opt_g, self.model.parameters())
-        self.scaler.step(self.opt_g)
-        values = {k: float(v.detach()) for k, v in terms.items()}
-        values["total"] = float(total.detach())
-        if gnorm is not None:
-            values["grad_norm"] = gnorm
+        return total, terms, fake.detach()
 
-        if gan:
-            _set_requires_grad(self.d_face, True)
-            _set_requires_grad(self.d_comp, True)
-            fake = fake.detach()
-            with self._autocast():
-                d_terms = []
-                if self.d_face is not None:
-                    d = hinge_d_loss(self.d_face(hq), self.d_face(fake))
-                    values["d_face"] = float(d.detach())
-                    d_terms.append(d)
-                if self.d_comp is not None:
-                    real_l, fake_l = self.d_comp(hq, rois), self.d_comp(fake, rois)
-                    d = torch.stack([hinge_d_loss(real_l[n], fake_l[n]) for n in real_l]).mean()
-                    values["d_comp"] = float(d.detach())
-                    d_terms.append(d)
-            d_total = torch.stack(d_terms).sum()
-            s = self.cfg.schedule
-            for g in self.opt_d.param_groups:
-                g["lr"] = self.cfg.optim.d_lr * lr_factor(self.step, s.total_steps, s.warmup_steps, s.min_lr_ratio)
-            self.opt_d.zero_grad(set_to_none=True)
-            self.scaler.scale(d_total).backward()
-            self._clip(self.opt_d, [p for g in self.opt_d.param_groups for p in g["params"]])
-            self.scaler.step(self.opt_d)
-        self.scaler.update()
-        self.sched_g.step()
-        self.ema.update(self.model)
-        self.step += 1
-        return values
+    def _discriminator_loss(self, hq: torch.Tensor, fake: torch.Tensor, rois: dict | None
+                            ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(total, terms) of the discriminators: hinge loss on (HQ, detached ``restored``), whole face and
+        components."""
+        with self._autocast():
+            d_terms: dict[str, torch.Tensor] = {}
+            if self.d_face is not None:
+                d_terms["d_face"] = hinge_d_loss(self.d_face(hq), self.d_face(fake))
+            if self.d_comp is not None:
+                real_l, fake_l = self.d_comp(hq, rois), self.d_comp(fake, rois)
+                d_terms["d_comp"] = torch.stack([hinge_d_loss(real_l[n], fake_l[n]) for n in real_l]).mean()
+        return torch.stack(list(d_terms.values())).sum(), d_terms
+
+    def _discriminator_step(self, hq: torch.Tensor, fake: torch.Tensor, rois: dict | None) -> dict[str, float]:
+        """One discriminator update (learning rate from the step's schedule); returns its loss terms."""
+        _set_requires_grad(self.d_face, True)
+        _set_requires_grad(self.d_comp, True)
+        d_total, d_terms = self.d_loss(hq, fake, rois)
+        s = self.cfg.schedule
+        for g in self.opt_d.param_groups:
+            g["lr"] = self.cfg.optim.d_lr * lr_factor(self.step, s.total_steps, s.warmup_steps, s.min_lr_ratio)
+        self.opt_d.zero_grad(set_to_none=True)
+        self.scaler.scale(d_total).backward()
+        self._clip(self.opt_d, [p for g in self.opt_d.param_groups for p in g["params"]])
+        self.scaler.step(self.opt_d)
+        return {k: float(v.detach()) for k, v in d_terms.items()}
 
     def _clip(self, opt, params) -> float | None:
         if self.cfg.optim.grad_clip <= 0:
@@ -436,6 +544,7 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------ loop
     def loader(self) -> DataLoader:
+        """This rank's endless training stream from the current step (``local_batch`` samples per step)."""
         cfg = self.cfg
         if cfg.workers > 0:
             # OpenCV's thread pool does not survive fork() (a forked worker that touches it can deadlock): run
@@ -443,13 +552,15 @@ class Trainer:
             import cv2
 
             cv2.setNumThreads(1)
-        sampler = StepSampler(len(self.train_set), cfg.seed, start=self.step * cfg.batch_size)
-        return DataLoader(self.train_set, batch_size=cfg.batch_size, sampler=sampler, collate_fn=collate,
+        sampler = StepSampler(len(self.train_set), cfg.seed, start=self.step * cfg.batch_size, rank=self.dist.rank,
+                              world_size=self.dist.world_size, batch_size=cfg.batch_size)
+        return DataLoader(self.train_set, batch_size=self.local_batch, sampler=sampler, collate_fn=collate,
                           num_workers=cfg.workers, persistent_workers=cfg.workers > 0,
                           generator=torch.Generator().manual_seed(cfg.seed),
                           pin_memory=self.device.type == "cuda")
 
     def validate(self) -> dict[str, float]:
+        """Validate the EMA model on the held-out images (in a DDP run fit calls it on rank 0 only)."""
         if self.validator is None:
             from baselines.training.validation import Validator
 
@@ -457,11 +568,47 @@ class Trainer:
                                        identity=self.cfg.val_identity)
         res = self.validator(self.ema.module)
         self.last_val = res
-        self.logger.log("val", self.step, res)
+        if self.logger is not None:
+            self.logger.log("val", self.step, res)
         log.info("val step %d: %s", self.step, _fmt_metrics(res))
         return res
 
+    def _validate_on_main(self) -> None:
+        """Rank 0 validates; the other ranks wait at a barrier."""
+        if self.is_main:
+            self.validate()
+        ddp.barrier(self.dist)
+
+    def _log_train(self, sums: dict[str, float], n_sum: int, dt: float) -> None:
+        """Log the mean loss terms since the last row (averaged over the ranks: every rank calls this)."""
+        cfg, total = self.cfg, self.cfg.schedule.total_steps
+        row = ddp.mean_over_ranks(self.dist, {k: v / n_sum for k, v in sums.items()})
+        if not self.is_main:
+            return
+        row.update(lr=self.opt_g.param_groups[0]["lr"], sec_per_step=dt,
+                   epoch=self.step * cfg.batch_size / len(self.train_set))
+        self.logger.log("train", self.step, row)
+        eta = dt * (total - self.step)
+        log.info("step %d/%d loss %.4f (%s) lr %.2e %.2f s/step ETA %.0f s", self.step, total,
+                 row["total"], ", ".join(f"{k} {v:.4f}" for k, v in row.items()
+                                         if k not in ("total", "lr", "sec_per_step", "epoch")),
+                 row["lr"], dt, eta)
+
+    def close(self) -> None:
+        """Close the logs and destroy the process group this trainer created (fit calls it)."""
+        if self.logger is not None:
+            self.logger.close()
+        ddp.cleanup(self.dist)
+
     def fit(self) -> TrainResult:
+        """Train to ``schedule.total_steps`` (validating, checkpointing, logging as configured); then close the
+        logs and the process group this trainer created."""
+        try:
+            return self._fit()
+        finally:
+            self.close()
+
+    def _fit(self) -> TrainResult:
         cfg = self.cfg
         total = cfg.schedule.total_steps
         t_loop = time.perf_counter()
@@ -485,38 +632,32 @@ class Trainer:
                     self.on_step(self.step, values)
                 at_end = self.step >= total
                 if (cfg.log_every and self.step % cfg.log_every == 0) or at_end:
-                    dt = (time.perf_counter() - t_interval) / max(n_sum, 1)
-                    row = {k: v / n_sum for k, v in sums.items()}
-                    row.update(lr=self.opt_g.param_groups[0]["lr"], sec_per_step=dt,
-                               epoch=self.step * cfg.batch_size / len(self.train_set))
-                    self.logger.log("train", self.step, row)
-                    eta = dt * (total - self.step)
-                    log.info("step %d/%d loss %.4f (%s) lr %.2e %.2f s/step ETA %.0f s", self.step, total,
-                             row["total"], ", ".join(f"{k} {v:.4f}" for k, v in row.items()
-                                                     if k not in ("total", "lr", "sec_per_step", "epoch")),
-                             row["lr"], dt, eta)
+                    self._log_train(sums, n_sum, (time.perf_counter() - t_interval) / max(n_sum, 1))
                     sums.clear()
                     n_sum = 0
                     t_interval = time.perf_counter()
                 if (cfg.val_every and self.step % cfg.val_every == 0) or at_end:
-                    self.validate()
+                    self._validate_on_main()
                 if (cfg.ckpt_every and self.step % cfg.ckpt_every == 0) or at_end:
                     last_ck = self.save()
         except KeyboardInterrupt:
-            if self.step > 0:
+            if self.step > 0 and self.is_main:
                 log.warning("interrupted at step %d; saving a checkpoint to resume from", self.step)
-                self.save()
+                self.save(collective=False)
             raise
         finally:
             del it  # shuts the DataLoader workers down (their CPU time is then counted below)
-            self.logger.close()
+            if self.logger is not None:
+                self.logger.close()
         if last_ck is None:
             last_ck = ckpt.find_resume(self.out)
         result = TrainResult(out=self.out, step=self.step, checkpoint=last_ck, cpu_seconds=_cpu_seconds(),
                              seconds=time.perf_counter() - self.t_start,
                              train_seconds=time.perf_counter() - t_loop, resumed_from=self.resumed_from,
                              val=dict(self.last_val), notes=list(self.notes), last_losses=last_values)
-        self._write_summary(result)
+        if self.is_main:
+            self._write_summary(result)
+        ddp.barrier(self.dist)
         return result
 
     def _write_summary(self, r: TrainResult) -> None:
@@ -532,6 +673,8 @@ class Trainer:
             "train_seconds_this_run": r.train_seconds,
             "cpu_seconds": r.cpu_seconds,
             "device": str(self.device),
+            "world_size": self.dist.world_size,
+            "batch_size": {"global": self.cfg.batch_size, "per_rank": self.local_batch},
             "torch_threads": torch.get_num_threads(),
             "amp": self.amp,
             "dataset": {"path": str(self.faces.root), "hash": self.faces.hash,
