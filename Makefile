@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM = false
 
-.PHONY: demo test install system-deps weights-from-registries clean-venv
+.PHONY: demo demo-data test install system-deps weights-from-registries clean-venv
 
 install: $(STAMP)
 
@@ -38,7 +38,12 @@ weights-from-registries: $(STAMP)
 test: $(STAMP) system-deps weights-from-registries
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-demo: $(STAMP)
+# The demo's sample photos from the face_recognition 1.3.0 sdist on PyPI (several photos of one person; MIT),
+# hash-checked into ~/.cache/celebref/demo. Without them the demo runs on the package photos alone.
+demo-data: $(STAMP)
+	@$(BIN)/python -m celebref.demo --fetch-only
+
+demo: $(STAMP) $(if $(SOURCE),,demo-data)
 	$(BIN)/python -m celebref.demo --out $(OUT) $(if $(SOURCE),--source $(SOURCE),)
 
 clean-venv:

@@ -1,0 +1,77 @@
+"""`make demo`'s embedded default: real photos from installed packages (+ the hash-checked face_recognition sdist)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tarfile
+
+import pytest
+
+from celebref import demo
+from celebref.imageio import read_image
+
+
+@pytest.fixture
+def no_sdist(tmp_path, monkeypatch):
+    """An empty demo cache and no network: only the package photos are available."""
+    monkeypatch.setattr(demo, "_cache_dir", lambda: tmp_path / "cache")
+
+    def offline(*a, **k):
+        raise OSError("offline")
+
+    monkeypatch.setattr(demo, "fetch_sample_photos", offline)
+    return tmp_path
+
+
+def test_package_photos_are_real_faces(no_sdist):
+    from celebref.faces import detect
+
+    src, notes = demo.prepare_embedded_source(no_sdist / "src")
+    names = sorted(p.name for p in src.iterdir())
+    assert names == sorted(n for _, _, n in demo.PACKAGE_PHOTOS)
+    assert any("unavailable" in n for n in notes)  # says what is missing, never fails
+    n_faces = 0
+    for p in src.iterdir():
+        img = read_image(p)
+        assert img.ndim == 3 and img.shape[2] == 3 and min(img.shape[:2]) >= 100
+        assert img.std() > 20  # photographs, not flat or synthetic fills
+        n_faces += len(detect.detect_faces(img))
+    assert n_faces >= 5  # t1.jpg is a group photo
+
+
+def test_sdist_photos_are_extracted_safely(tmp_path, monkeypatch):
+    """The archive members are written below the destination under the names of SDIST_PHOTOS, nothing else."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        for member in [*demo.SDIST_PHOTOS, "face_recognition-1.3.0/setup.py"]:
+            data = member.encode()
+            info = tarfile.TarInfo(member)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    (cache / demo.FACE_RECOGNITION_SDIST[0].rsplit("/", 1)[1]).write_bytes(buf.getvalue())
+    monkeypatch.setattr(demo, "_cache_dir", lambda: cache)
+    src, _ = demo.prepare_embedded_source(tmp_path / "src")
+    for member, rel in demo.SDIST_PHOTOS.items():
+        assert (src / rel).read_bytes() == member.encode()
+    assert not (src / "setup.py").exists()
+    assert len(list((src / "obama").iterdir())) == 5  # one person, five photos: the reference-based models' data
+
+
+def test_cached_sdist_matches_the_pinned_hash():
+    archive = demo._cache_dir() / demo.FACE_RECOGNITION_SDIST[0].rsplit("/", 1)[1]
+    if not archive.is_file():
+        pytest.skip(f"{archive} not fetched (`make demo-data` fetches it from PyPI)")
+    assert hashlib.sha256(archive.read_bytes()).hexdigest() == demo.FACE_RECOGNITION_SDIST[1]
+
+
+def test_fetch_only_never_fails_offline(no_sdist, capsys):
+    assert demo.main(["--fetch-only"]) == 0
+    assert "package photos only" in capsys.readouterr().out
+
+
+def test_missing_source_is_a_usage_error(tmp_path, capsys):
+    assert demo.main(["--source", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
+    assert "does not exist" in capsys.readouterr().err
