@@ -1,28 +1,44 @@
 """Benchmark our batched metrics against the per-image loops people run, on real 512x512 faces, in one run.
 
-    .venv/bin/python benchmarks/bench_metrics.py [--n 100] [--threads 1] [--repeat 3] [--faces ../shared/data/faces]
+    .venv/bin/python benchmarks/bench_metrics.py [--n 100] [--threads 1] [--repeat 7] [--faces ../shared/data/faces]
 
 Pairs: the FFHQ-aligned 512x512 CelebRef-HQ / ASFFNet references of ``../shared/data/faces`` (kind
 ``hq_aligned_512``), each degraded on the fly with OpenCV (Gaussian blur σ ∈ [1, 3], Gaussian noise σ ∈ [2, 10],
 JPEG quality ∈ [30, 90], seeded), cycled to ``--n`` pairs. Nothing is written to the repository.
 
-Rows (PSNR + SSIM, RGB, BasicSR convention, crop_border 0):
+PSNR and SSIM (RGB, BasicSR convention, crop_border 0), each timed on its own:
 
-- ``ours``: ``evaluation.functional.psnr`` + ``ssim`` on the whole (N, 3, 512, 512) uint8 batch;
-- ``BasicSR-style loop``: per image ``calculate_psnr`` + ``calculate_ssim`` as BasicSR writes them (float64,
-  ``cv2.filter2D`` with the 11x11 Gaussian, per channel), transcribed here (BasicSR is not installed);
-- ``scikit-image loop``: per image ``peak_signal_noise_ratio`` + ``structural_similarity`` (Gaussian weights,
-  σ 1.5, population covariance, data_range 255, channel_axis 2) — the same quantities.
+- ``ours``: ``evaluation.functional.psnr`` / ``ssim`` on the whole batch, given as a zero-copy (N, 3, 512, 512)
+  view of the same (N, 512, 512, 3) uint8 arrays the loops get (no layout copy outside the timing);
+- ``BasicSR-style loop``: per image ``calculate_psnr`` / ``calculate_ssim`` exactly as BasicSR writes them (each
+  converts its inputs to float64; SSIM per channel with ``cv2.filter2D`` and the 11x11 Gaussian, 'valid' crop),
+  transcribed here (BasicSR is not installed);
+- ``scikit-image loop`` (unless ``--skip-skimage``; fewer repeats, it is slow): per image
+  ``peak_signal_noise_ratio`` + ``structural_similarity`` (Gaussian weights, σ 1.5, population covariance,
+  data_range 255, channel_axis 2) — the same quantities.
 
-LPIPS (VGG, v0.1): ``lpips.LPIPS`` called pair by pair vs ours batched — only when the torchvision trunk is
-present (otherwise the row says why). Each timing is the best of ``--repeat`` runs (the machine is shared);
-wall and CPU seconds are both printed. ``--threads`` sets torch and OpenCV threads for every row alike.
+The machine is shared, so the rows are interleaved: every repeat times ours and the peer one after the other for
+each metric (the order flips every repeat), after one untimed warm-up call of each. Reported: the median wall and
+CPU seconds over ``--repeat`` repeats, the speed-up as the median of the per-repeat ratios (peer / ours, same
+repeat) with its min-max, and the max |Δ| between the values. ``PSNR + SSIM`` sums the two timings of a repeat. The
+load average (``os.getloadavg``) is printed before and after.
+
+LPIPS (VGG, v0.1): ``lpips.LPIPS`` called pair by pair (the lpips package's own loop) vs ours batched
+(``evaluation.lpips.lpips_distance``, batch 8) on the first ``--lpips-n`` pairs (4: VGG on 512x512 costs seconds
+per pair on CPU), interleaved the same way. The
+trunk is the registry's torchvision VGG16 when present; otherwise (offline machines) a seeded random VGG16 trunk
+loaded identically into both models, so the timing and the |Δ| between the two implementations are meaningful but
+the values are not LPIPS scores (the output says which). ``--skip-lpips`` leaves it out.
+
+``--threads`` sets torch and OpenCV threads for every row alike.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -38,7 +54,8 @@ def load_pairs(faces: Path, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarr
 
     from celebref.imageio import read_image
 
-    rows = [r for r in csv.DictReader(open(faces / "manifest.csv", newline="")) if r["kind"] == "hq_aligned_512"]
+    with open(faces / "manifest.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["kind"] == "hq_aligned_512"]
     rows.sort(key=lambda r: r["sha256"])
     hq_imgs = []
     for r in rows:
@@ -53,7 +70,7 @@ def load_pairs(faces: Path, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarr
         img = hq_imgs[k % len(hq_imgs)]
         x = cv2.GaussianBlur(img, (0, 0), float(rng.uniform(1, 3))).astype(np.float64)
         x = np.clip(x + rng.normal(0, rng.uniform(2, 10), x.shape), 0, 255).astype(np.uint8)
-        ok, enc = cv2.imencode(".jpg", x[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(30, 91))])
+        _, enc = cv2.imencode(".jpg", x[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(30, 91))])
         x = cv2.imdecode(enc, cv2.IMREAD_COLOR)[:, :, ::-1]
         hq.append(img)
         lq.append(np.ascontiguousarray(x))
@@ -61,30 +78,50 @@ def load_pairs(faces: Path, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarr
 
 
 # ----------------------------------------------------------------------------------------------- peers
-def basicsr_loop(hq: np.ndarray, lq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def basicsr_calculate_psnr(img: np.ndarray, img2: np.ndarray) -> float:
+    """BasicSR ``basicsr.metrics.psnr_ssim.calculate_psnr`` (HWC, crop_border 0, RGB)."""
+    img = img.astype(np.float64)
+    img2 = img2.astype(np.float64)
+    mse = np.mean((img - img2) ** 2)
+    if mse == 0:
+        return float("inf")
+    return 10. * np.log10(255. * 255. / mse)
+
+
+def _basicsr_ssim(img: np.ndarray, img2: np.ndarray) -> float:
+    """BasicSR ``_ssim`` (one float64 channel)."""
     import cv2
 
-    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    c1 = (0.01 * 255) ** 2
+    c2 = (0.03 * 255) ** 2
     kernel = cv2.getGaussianKernel(11, 1.5)
     window = np.outer(kernel, kernel.transpose())
+    mu1 = cv2.filter2D(img, -1, window)[5:-5, 5:-5]  # valid mode for window size 11
+    mu2 = cv2.filter2D(img2, -1, window)[5:-5, 5:-5]
+    mu1_sq = mu1 ** 2
+    mu2_sq = mu2 ** 2
+    mu1_mu2 = mu1 * mu2
+    sigma1_sq = cv2.filter2D(img ** 2, -1, window)[5:-5, 5:-5] - mu1_sq
+    sigma2_sq = cv2.filter2D(img2 ** 2, -1, window)[5:-5, 5:-5] - mu2_sq
+    sigma12 = cv2.filter2D(img * img2, -1, window)[5:-5, 5:-5] - mu1_mu2
+    ssim_map = ((2 * mu1_mu2 + c1) * (2 * sigma12 + c2)) / ((mu1_sq + mu2_sq + c1) * (sigma1_sq + sigma2_sq + c2))
+    return ssim_map.mean()
 
-    def _ssim(img, img2):
-        mu1 = cv2.filter2D(img, -1, window)[5:-5, 5:-5]
-        mu2 = cv2.filter2D(img2, -1, window)[5:-5, 5:-5]
-        mu1_sq, mu2_sq, mu1_mu2 = mu1 ** 2, mu2 ** 2, mu1 * mu2
-        sigma1_sq = cv2.filter2D(img ** 2, -1, window)[5:-5, 5:-5] - mu1_sq
-        sigma2_sq = cv2.filter2D(img2 ** 2, -1, window)[5:-5, 5:-5] - mu2_sq
-        sigma12 = cv2.filter2D(img * img2, -1, window)[5:-5, 5:-5] - mu1_mu2
-        m = ((2 * mu1_mu2 + c1) * (2 * sigma12 + c2)) / ((mu1_sq + mu2_sq + c1) * (sigma1_sq + sigma2_sq + c2))
-        return m.mean()
 
-    ps, ss = [], []
-    for a, b in zip(lq, hq):
-        a64, b64 = a.astype(np.float64), b.astype(np.float64)
-        mse = np.mean((a64 - b64) ** 2)
-        ps.append(float("inf") if mse == 0 else 10.0 * np.log10(255.0 * 255.0 / mse))
-        ss.append(np.array([_ssim(a64[..., i], b64[..., i]) for i in range(3)]).mean())
-    return np.array(ps), np.array(ss)
+def basicsr_calculate_ssim(img: np.ndarray, img2: np.ndarray) -> float:
+    """BasicSR ``calculate_ssim`` (HWC, crop_border 0, RGB): float64, per-channel ``_ssim``, mean."""
+    img = img.astype(np.float64)
+    img2 = img2.astype(np.float64)
+    ssims = [_basicsr_ssim(img[..., i], img2[..., i]) for i in range(img.shape[2])]
+    return np.array(ssims).mean()
+
+
+def basicsr_psnr_loop(hq: np.ndarray, lq: np.ndarray) -> np.ndarray:
+    return np.array([basicsr_calculate_psnr(a, b) for a, b in zip(lq, hq)])
+
+
+def basicsr_ssim_loop(hq: np.ndarray, lq: np.ndarray) -> np.ndarray:
+    return np.array([basicsr_calculate_ssim(a, b) for a, b in zip(lq, hq)])
 
 
 def skimage_loop(hq: np.ndarray, lq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -98,20 +135,42 @@ def skimage_loop(hq: np.ndarray, lq: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return np.array(ps), np.array(ss)
 
 
-def ours(hq_t, lq_t) -> tuple[np.ndarray, np.ndarray]:
-    from evaluation import functional as fn
+# ----------------------------------------------------------------------------------------------- timing
+def timed(fn):
+    t, c = time.perf_counter(), time.process_time()
+    out = fn()
+    return time.perf_counter() - t, time.process_time() - c, out
 
-    return fn.psnr(lq_t, hq_t).numpy(), fn.ssim(lq_t, hq_t).numpy()
+
+def interleaved(pairs: dict[str, tuple], repeat: int) -> dict[str, dict]:
+    """{metric: (ours_fn, peer_fn)} -> {metric: {"ours": [(wall, cpu)], "peer": [...], "ours_val", "peer_val"}}.
+    One untimed warm-up call of each, then ``repeat`` rounds; within a round each metric's two rows run back to
+    back, ours first in even rounds and the peer first in odd ones."""
+    res = {m: {"ours": [], "peer": []} for m in pairs}
+    for m, (f_ours, f_peer) in pairs.items():
+        res[m]["ours_val"], res[m]["peer_val"] = f_ours(), f_peer()
+    for r in range(repeat):
+        for m, (f_ours, f_peer) in pairs.items():
+            order = (("ours", f_ours), ("peer", f_peer))
+            for who, f in (order if r % 2 == 0 else order[::-1]):
+                w, c, _ = timed(f)
+                res[m][who].append((w, c))
+    return res
 
 
-def timed(fn, repeat: int):
-    best_wall, best_cpu, out = float("inf"), float("inf"), None
-    for _ in range(repeat):
-        t, c = time.perf_counter(), time.process_time()
-        out = fn()
-        best_wall = min(best_wall, time.perf_counter() - t)
-        best_cpu = min(best_cpu, time.process_time() - c)
-    return best_wall, best_cpu, out
+def summarise(name: str, ours: list, peer: list, n: int, dmax: float) -> str:
+    ow, oc = [t[0] for t in ours], [t[1] for t in ours]
+    pw, pc = [t[0] for t in peer], [t[1] for t in peer]
+    ratios = [p / o for p, o in zip(pw, ow)]
+    cpu_ratio = statistics.median(pc) / statistics.median(oc)
+    return (f"| {name:<11} | {statistics.median(ow):6.3f} | {statistics.median(oc):6.3f} | "
+            f"{statistics.median(pw):7.3f} | {statistics.median(pc):7.3f} | {n / statistics.median(ow):7.2f} | "
+            f"{n / statistics.median(pw):6.2f} | **{statistics.median(ratios):.2f}x** ({min(ratios):.2f}-"
+            f"{max(ratios):.2f}) | {cpu_ratio:5.2f}x | {dmax:.1e} |")
+
+
+def load() -> str:
+    return "load average {:.2f} / {:.2f} / {:.2f} (1 / 5 / 15 min)".format(*os.getloadavg())
 
 
 # ----------------------------------------------------------------------------------------------- main
@@ -119,65 +178,104 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=100, help="number of pairs (100)")
     ap.add_argument("--threads", type=int, default=1, help="torch and OpenCV threads for every row (1)")
-    ap.add_argument("--repeat", type=int, default=3, help="timings per row; the best is kept (3)")
+    ap.add_argument("--repeat", type=int, default=7, help="interleaved timing rounds; medians reported (7)")
     ap.add_argument("--faces", type=Path, default=ROOT.parent / "shared" / "data" / "faces")
     ap.add_argument("--skip-skimage", action="store_true", help="leave out the (slowest) scikit-image row")
+    ap.add_argument("--skimage-repeat", type=int, default=1, help="timings of the scikit-image row (1)")
+    ap.add_argument("--skip-lpips", action="store_true", help="leave out the LPIPS comparison")
+    ap.add_argument("--lpips-n", type=int, default=4, help="pairs for the LPIPS comparison (4)")
+    ap.add_argument("--lpips-repeat", type=int, default=2, help="interleaved LPIPS rounds (2)")
     args = ap.parse_args(argv)
 
     import cv2
     import torch
 
+    from evaluation import functional as fn
+
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
     hq, lq = load_pairs(args.faces, args.n)
-    hq_t = torch.from_numpy(hq).permute(0, 3, 1, 2).contiguous()
-    lq_t = torch.from_numpy(lq).permute(0, 3, 1, 2).contiguous()
-    print(f"{args.n} pairs of 512x512 faces, threads={args.threads}, best of {args.repeat}; "
-          f"torch {torch.__version__}, OpenCV {cv2.__version__}")
+    hq_t = torch.from_numpy(hq).permute(0, 3, 1, 2)  # zero-copy views of the arrays the loops get
+    lq_t = torch.from_numpy(lq).permute(0, 3, 1, 2)
+    print(f"{args.n} pairs of 512x512 faces, threads={args.threads}, {args.repeat} interleaved repeats (medians); "
+          f"torch {torch.__version__}, OpenCV {cv2.__version__}, numpy {np.__version__}, {os.cpu_count()} CPUs")
+    print("before:", load())
 
-    rows = []
-    w, c, (p_ours, s_ours) = timed(lambda: ours(hq_t, lq_t), args.repeat)
-    rows.append(("ours (batched torch, float64)", w, c, 0.0, 0.0))
-    w, c, (p_b, s_b) = timed(lambda: basicsr_loop(hq, lq), args.repeat)
-    rows.append(("BasicSR-style loop (cv2.filter2D)", w, c, np.abs(p_b - p_ours).max(), np.abs(s_b - s_ours).max()))
+    res = interleaved({"PSNR": (lambda: fn.psnr(lq_t, hq_t).numpy(), lambda: basicsr_psnr_loop(hq, lq)),
+                       "SSIM": (lambda: fn.ssim(lq_t, hq_t).numpy(), lambda: basicsr_ssim_loop(hq, lq))},
+                      args.repeat)
+    both = {who: [(a[0] + b[0], a[1] + b[1]) for a, b in zip(res["PSNR"][who], res["SSIM"][who])]
+            for who in ("ours", "peer")}
+    dp = float(np.abs(res["PSNR"]["ours_val"] - res["PSNR"]["peer_val"]).max())
+    ds = float(np.abs(res["SSIM"]["ours_val"] - res["SSIM"]["peer_val"]).max())
+    print("after: ", load())
+    print("\nRGB, BasicSR convention: ours (batched torch, float64) vs the BasicSR-style per-image loop "
+          "(cv2.filter2D, float64)")
+    print("| metric      | ours wall s | ours CPU s | loop wall s | loop CPU s | ours img/s | loop img/s | "
+          "speed-up wall, median (min-max) | speed-up CPU | max abs diff |")
+    print("|-------------|--------|--------|---------|---------|---------|--------|--------------------------|"
+          "-------|---------|")
+    print(summarise("PSNR", res["PSNR"]["ours"], res["PSNR"]["peer"], args.n, dp))
+    print(summarise("SSIM", res["SSIM"]["ours"], res["SSIM"]["peer"], args.n, ds))
+    print(summarise("PSNR + SSIM", both["ours"], both["peer"], args.n, max(dp, ds)))
+
     if not args.skip_skimage:
-        w, c, (p_s, s_s) = timed(lambda: skimage_loop(hq, lq), max(1, args.repeat - 1))
-        rows.append(("scikit-image loop", w, c, np.abs(p_s - p_ours).max(), np.abs(s_s - s_ours).max()))
+        ours_med = statistics.median(t[0] for t in both["ours"])
+        runs = [timed(lambda: skimage_loop(hq, lq)) for _ in range(max(1, args.skimage_repeat))]
+        p_s, s_s = runs[-1][2]
+        w = statistics.median(r[0] for r in runs)
+        print(f"\nscikit-image loop (PSNR + SSIM): {w:.2f} s wall ({args.n / w:.1f} img/s), "
+              f"{w / ours_med:.2f}x ours' median; max abs diff PSNR "
+              f"{np.abs(p_s - res['PSNR']['ours_val']).max():.1e}, SSIM {np.abs(s_s - res['SSIM']['ours_val']).max():.1e}"
+              f" ({len(runs)} run(s); {load()})")
 
-    base_wall, base_cpu = rows[0][1], rows[0][2]
-    print("\nPSNR + SSIM (RGB, BasicSR convention)")
-    print(f"| {'implementation':<36} | wall s | CPU s | images/s (wall) | ours faster (wall / CPU) | "
-          f"max abs dPSNR | max abs dSSIM |")
-    print(f"|{'-' * 38}|--------|-------|-----------------|--------------------------|---------------|---------------|")
-    for name, w, c, dp, ds in rows:
-        print(f"| {name:<36} | {w:6.2f} | {c:5.2f} | {args.n / w:15.1f} | {w / base_wall:10.2f}x / {c / base_cpu:5.2f}x "
-              f"      | {dp:13.2e} | {ds:13.2e} |")
+    if not args.skip_lpips:
+        lpips_rows(args, lq_t, hq_t)
+    return 0
 
-    print("\nLPIPS (VGG, v0.1)")
-    from celebref import weights as wreg
 
-    if wreg.locate("torchvision-vgg16") is None:
-        print("skipped: the VGG16 ImageNet trunk is not on this machine "
-              "(fix: `bench weights fetch torchvision-vgg16`); per-pair lpips vs ours not measured")
-        return 0
+def lpips_rows(args, lq_t, hq_t) -> None:
+    import warnings
+
     import lpips
+    import torch
+    import torchvision
 
-    from evaluation.lpips import build_lpips, lpips_distance
+    from celebref import weights as wreg
+    from evaluation.lpips import build_lpips, load_trunk, lpips_distance
 
-    ours_model = build_lpips("vgg")
-    ref_model = lpips.LPIPS(net="vgg", version="0.1", verbose=False).eval()
-    m = min(args.n, 32)
+    path = wreg.locate("torchvision-vgg16")
+    if path is not None:
+        trunk, what = torch.load(path, map_location="cpu", weights_only=True), "registry torchvision VGG16 trunk"
+    else:
+        torch.manual_seed(0)
+        trunk = torchvision.models.vgg16(weights=None).state_dict()
+        what = ("seeded RANDOM VGG16 trunk (the ImageNet trunk is not on this machine: timing and implementation "
+                "agreement only, the values are not LPIPS scores)")
+    ours_model = build_lpips("vgg", trunk_state=trunk)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref_model = lpips.LPIPS(net="vgg", version="0.1", pnet_rand=True, verbose=False)
+    with torch.no_grad():
+        load_trunk(ref_model, trunk)
+    ref_model.eval()
+    m = min(args.n, args.lpips_n)
 
     def per_pair():
         with torch.no_grad():
             return np.array([float(ref_model(lq_t[i:i + 1].float() / 255, hq_t[i:i + 1].float() / 255,
                                              normalize=True)) for i in range(m)])
 
-    w1, c1, ref = timed(per_pair, 1)
-    w2, c2, got = timed(lambda: lpips_distance(ours_model, lq_t[:m], hq_t[:m], batch_size=8).numpy(), 1)
-    print(f"| lpips per pair | {w1:.2f} s | ours batched {w2:.2f} s | ratio {w1 / w2:.2f}x | "
-          f"max abs diff {np.abs(ref - got).max():.2e} | {m} pairs |")
-    return 0
+    res = interleaved({"LPIPS": (lambda: lpips_distance(ours_model, lq_t[:m], hq_t[:m], batch_size=8).numpy(),
+                                 per_pair)}, args.lpips_repeat)["LPIPS"]
+    d = float(np.abs(res["ours_val"] - res["peer_val"]).max())
+    print(f"\nLPIPS (VGG, v0.1), {m} pairs, {args.lpips_repeat} interleaved repeats: ours batched (batch 8) vs "
+          f"lpips.LPIPS pair by pair; {what}; {load()}")
+    print("| metric      | ours wall s | ours CPU s | loop wall s | loop CPU s | ours img/s | loop img/s | "
+          "speed-up wall, median (min-max) | speed-up CPU | max abs diff |")
+    print("|-------------|--------|--------|---------|---------|---------|--------|--------------------------|"
+          "-------|---------|")
+    print(summarise("LPIPS", res["ours"], res["peer"], m, d))
 
 
 if __name__ == "__main__":

@@ -18,14 +18,17 @@ most face-restoration papers quote)
 "official" calibration column; no automatic downsampling)
     ``Y = round(0.298936021293775 R + 0.587043074451121 G + 0.114020904255103 B)`` on the 8-bit grid.
 
-The Gaussian filter is separable and applied in float64; on CPU it runs as banded matrix products (BLAS), on CUDA
-as two 1-D convolutions.
+The Gaussian filter is separable and applied in float64 with the same torch operations on every device. SSIM filters
+its four maps strip by strip (banded matrix products down the columns, shifted multiply-adds along the rows; on CPU
+one image per task and 48-row strips that stay in cache, on a GPU the whole chunk at once);
+``gaussian_filter_valid`` uses banded matrix products in both directions.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
@@ -198,26 +201,39 @@ def gaussian_filter_valid(x: torch.Tensor, window: tuple[float, ...]) -> torch.T
     """Separable 'valid' filtering of (N, C, H, W) with the outer product of ``window`` (float64 recommended).
 
     Output (N, C, H-k+1, W-k+1). Equals ``cv2.filter2D(img, -1, outer(w, w))[k//2:-(k//2), k//2:-(k//2)]`` and
-    ``F.conv2d(x, outer(w, w), groups=C)`` up to floating-point summation order.
+    ``F.conv2d(x, outer(w, w), groups=C)`` up to floating-point summation order. Banded matrix products (BLAS /
+    cuBLAS) in both directions, on every device.
     """
     k = len(window)
     n, c, h, w = x.shape
     if h < k or w < k:
         raise ValueError(f"image {h}x{w} is smaller than the {k}x{k} window")
-    if x.device.type != "cpu":
-        g = torch.tensor(window, dtype=x.dtype, device=x.device)
-        y = F.conv2d(x.reshape(n * c, 1, h, w), g.view(1, 1, k, 1))
-        y = F.conv2d(y, g.view(1, 1, 1, k))
-        return y.view(n, c, h - k + 1, w - k + 1)
     ho, wo = h - k + 1, w - k + 1
     v = _vertical_pass(x.permute(2, 0, 1, 3).reshape(h, n * c * w), window).view(ho * n * c, w)
-    out = torch.empty(ho * n * c, wo, dtype=x.dtype)
+    out = torch.empty(ho * n * c, wo, dtype=x.dtype, device=x.device)
     for s, blk in _horizontal_blocks(v, window):
         out[:, s:s + blk.shape[1]] = blk
     return out.view(ho, n, c, wo).permute(1, 2, 0, 3)
 
 
 # ----------------------------------------------------------------------------------------------- PSNR
+def _sse_uint8(a: torch.Tensor, b: torch.Tensor, chunk: int = 1 << 16) -> torch.Tensor:
+    """Exact sum of squared differences of two uint8 images (any layout) as a float64 scalar: the int16 difference
+    (dense, laid out like ``a``) converted chunk by chunk into a small float64 buffer and squared-summed with dot
+    products over its memory. The squares and every partial sum are integers below 2^53, so the value is exact
+    whatever the order (no large float64 temporary: those cost page faults, not arithmetic)."""
+    d = a.to(torch.int16)
+    d.sub_(b.to(torch.int16))
+    flat = d.as_strided((d.numel(),), (1,))
+    buf = torch.empty(min(chunk, flat.numel()), dtype=torch.float64, device=d.device)
+    acc = torch.zeros((), dtype=torch.float64, device=d.device)
+    for s in range(0, flat.numel(), chunk):
+        part = buf[:min(chunk, flat.numel() - s)]
+        part.copy_(flat[s:s + chunk])
+        acc += torch.dot(part, part)
+    return acc
+
+
 def psnr(pred: torch.Tensor, target: torch.Tensor, *, crop_border: int = 0, test_y_channel: bool = False,
          convention: str = "basicsr") -> torch.Tensor:
     """Peak signal-to-noise ratio per image, (B,) float64 (dB). See the module docstring for the conventions."""
@@ -228,13 +244,15 @@ def psnr(pred: torch.Tensor, target: torch.Tensor, *, crop_border: int = 0, test
         if test_y_channel:
             a, b = rgb_to_y(pred, "basicsr"), rgb_to_y(target, "basicsr")
             mse = ((a - b) ** 2).mean(dim=(1, 2, 3))
-        else:  # exact integer arithmetic: the same value as BasicSR's float64 mean of exact squares
+        else:  # exact: integer squares summed in float64 (< 2^53), the value of BasicSR's float64 mean
             p8, t8 = _as_uint8(pred), _as_uint8(target)
-            sse = torch.empty(p8.shape[0], dtype=torch.int64, device=p8.device)
-            for i in range(p8.shape[0]):  # per image: the int32 temporaries stay in cache
-                d = p8[i].to(torch.int32) - t8[i].to(torch.int32)
-                sse[i] = (d * d).sum(dtype=torch.int64)
-            mse = sse.to(torch.float64) / float(p8[0].numel())
+            if _per_image_tasks(p8.device):
+                with plane_parallel() as pmap:
+                    sse = torch.stack(list(pmap(lambda i: _sse_uint8(p8[i], t8[i]), range(p8.shape[0]))))
+            else:  # one pass over the batch (exact for the same reason)
+                d = p8.to(torch.int16).sub_(t8.to(torch.int16)).to(torch.float64)
+                sse = d.mul_(d).sum(dim=(1, 2, 3))
+            mse = sse / float(p8[0].numel())
         val = 10.0 * torch.log10(255.0 * 255.0 / mse)
         return torch.where(mse == 0, torch.full_like(val, math.inf), val)
     a, b = to_unit_float(pred), to_unit_float(target)
@@ -260,92 +278,194 @@ def _prepare_ssim(x: torch.Tensor, test_y_channel: bool, convention: str) -> tor
     return rgb_to_y(x, "matlab")
 
 
-def _ssim_map_terms(mu1, mu2, s_sq, s12, relu_cs: bool):
-    """SSIM and contrast-structure maps from the four filtered planes (sigma terms from E[x²+y²] and E[xy])."""
-    mu12 = mu1 * mu2
-    mu_sq = mu1 * mu1 + mu2 * mu2
-    cs_map = (2 * (s12 - mu12) + _C2) / (s_sq - mu_sq + _C2)
-    if relu_cs:
-        cs_map = F.relu(cs_map)
-    return (2 * mu12 + _C1) / (mu_sq + _C1) * cs_map, cs_map
+#: tiling of the SSIM strips: output rows per strip and rows per vertical band GEMM, for the CPU path ("cpu") and
+#: the batched path of other devices ("gpu"; no entry = the whole image). On CPU a strip of 48 rows of all maps of
+#: one image stays in L2/L3 and the 8-row band GEMMs run at ~0.5 G outputs/s (measured on the 2 shared AVX2 cores;
+#: 16/24/32-row strips and 12/16/24-row blocks were slower); on a GPU the whole chunk is one strip.
+_SSIM_ROWS = {"cpu": 48}
+_SSIM_VBLOCK = {"cpu": 8, "gpu": 32}
+_WORKSPACES = threading.local()
+#: run the CPU code path (one image per pool task, cached per-thread workspaces) on CPU tensors; the tests set it to
+#: False to exercise the batched path other devices take (whole chunks, whole-image strips) on CPU
+_CPU_TASKS = True
 
 
-_VBLOCK = 48  # output rows per vertical GEMM block (measured best on AVX2 with the 24-column horizontal blocks)
+def _per_image_tasks(device: torch.device) -> bool:
+    """True where batches are split into one task per image (CPU), False where whole chunks run at once."""
+    return device.type == "cpu" and _CPU_TASKS
 
 
-def _ssim_plane_cpu(a: torch.Tensor, b: torch.Tensor, relu_cs: bool, window) -> tuple[float, float]:
-    """Mean SSIM and mean cs of one (H, W) float64 plane pair.
+def _ssim_tiling(device: torch.device) -> tuple[int | None, int | None]:
+    """(output rows per strip, rows per vertical band GEMM) for ``device``; None: the whole image / strip."""
+    kind = "cpu" if _per_image_tasks(device) else "gpu"
+    return _SSIM_ROWS.get(kind), _SSIM_VBLOCK.get(kind)
 
-    The four planes (a, b, a²+b², ab) are filtered vertically with banded GEMMs into (4, Ho, W), then horizontally
-    in 24-column blocks, each block reduced at once with in-place ops, so intermediates stay in cache."""
+
+class _SsimStrips:
+    """Buffers and precomputed views for SSIM of P plane pairs of size (H, W), strip after strip.
+
+    Per strip of ``m`` output rows: the four maps u = a+b, v = a-b, u² + 2C1 + 2C2, v² of the m + k - 1 input
+    rows (``x``, (m+k-1, 4, P, W); the first k - 1 rows are carried over from the previous strip) are filtered
+    vertically with banded GEMMs (``v``), then horizontally by k shifted multiply-adds (``f``, (m, 4, P, W-k+1)).
+    With mu_u = mu1 + mu2 and mu_v = mu1 - mu2, the SSIM terms are (all ×2, which cancels in the ratios)
+    ``2 mu1 mu2 + C1 ~ mu_u² - mu_v² + 2C1``, ``mu1² + mu2² + C1 ~ mu_u² + mu_v² + 2C1``,
+    ``2 sigma12 + C2 ~ s_u - s_v + 2C2``, ``sigma1² + sigma2² + C2 ~ s_u + s_v + 2C2`` with
+    s_u = E[u²] - mu_u², s_v = E[v²] - mu_v²: the BasicSR formula, in float64, with fewer passes."""
+
+    def __init__(self, p: int, h: int, w: int, window: tuple[float, ...], device: torch.device,
+                 tiling: tuple[int | None, int | None] = (None, None)):
+        k = len(window)
+        self.k, self.p, self.ho, self.wo = k, p, h - k + 1, w - k + 1
+        dt = torch.float64
+        kw = {"dtype": dt, "device": device}
+        rows = min(max(tiling[0] or self.ho, k - 1), self.ho)
+        vblock = min(tiling[1] or rows, rows)
+        self.rows = rows
+        self.x = torch.empty(rows + k - 1, 4, p, w, **kw)
+        self.v = torch.empty(rows, 4, p, w, **kw)
+        self.f = torch.empty(rows, 4, p, self.wo, **kw)
+        self.t1 = torch.empty(rows, p, self.wo, **kw)
+        self.t2 = torch.empty(rows, p, self.wo, **kw)
+        self.c1 = torch.tensor(2 * _C1, **kw)
+        self.k2 = torch.tensor(2 * _C1 + 2 * _C2, **kw)
+        self.window = window
+        band = torch.zeros(vblock, vblock + k - 1, dtype=dt)
+        wt = torch.tensor(window, dtype=dt)
+        for j in range(vblock):
+            band[j, j:j + k] = wt
+        self.band = band.to(device)
+        self.vblock = vblock
+        self._views: dict[int, tuple] = {}
+
+    def views(self, m: int) -> tuple:
+        """GEMM operands, shifted views and map views of a strip of m output rows (cached: strips repeat)."""
+        got = self._views.get(m)
+        if got is None:
+            k = self.k
+            x2 = self.x[:m + k - 1].view(m + k - 1, -1)
+            v2 = self.v[:m].view(m, -1)
+            gemms = [(self.band[:min(self.vblock, m - s), :min(self.vblock, m - s) + k - 1],
+                      x2[s:min(s + self.vblock, m) + k - 1], v2[s:min(s + self.vblock, m)])
+                     for s in range(0, m, self.vblock)]
+            v = self.v[:m]
+            shifted = [v[..., j:j + self.wo] for j in range(k)]
+            got = (gemms, shifted, self.f[:m], self.f[:m].unbind(1), self.t1[:m], self.t2[:m])
+            self._views[m] = got
+        return got
+
+    def build(self, dst: int, ap: torch.Tensor, bp: torch.Tensor, src: int, n: int) -> None:
+        """Maps of input rows src..src+n (planes ``ap``/``bp`` laid out (H, P, W)) into x[dst:dst+n]."""
+        x = self.x[dst:dst + n]
+        sa, sb = ap[src:src + n], bp[src:src + n]
+        u, v = x[:, 0], x[:, 1]
+        torch.add(sa, sb, out=u)
+        torch.sub(sa, sb, out=v)
+        torch.addcmul(self.k2, u, u, out=x[:, 2])
+        torch.mul(v, v, out=x[:, 3])
+
+    def filter_h(self, shifted: list[torch.Tensor], out: torch.Tensor) -> None:
+        """out = sum_j window[j] * shifted[j], symmetric taps from the outside in."""
+        w, k = self.window, self.k
+        c = k // 2
+        torch.mul(shifted[c], w[c], out=out)
+        for j in range(c):
+            out.add_(shifted[j], alpha=w[j])
+            out.add_(shifted[k - 1 - j], alpha=w[k - 1 - j])
+
+    def run(self, ap: torch.Tensor, bp: torch.Tensor, relu_cs: bool, want_cs: bool):
+        """Mean SSIM (and mean cs) per plane, (P,) float64 each, of planes laid out (H, P, W)."""
+        k, rows = self.k, self.rows
+        n_strips = -(-self.ho // rows)
+        s_sums = torch.empty(n_strips, self.p, dtype=torch.float64, device=self.x.device)
+        cs_sums = torch.empty_like(s_sums) if want_cs else None
+        for i, s in enumerate(range(0, self.ho, rows)):
+            m = min(rows, self.ho - s)
+            if s == 0:
+                self.build(0, ap, bp, 0, m + k - 1)
+            else:  # the last k - 1 input rows of the previous strip are the first ones of this one
+                self.x[:k - 1].copy_(self.x[rows:rows + k - 1])
+                self.build(k - 1, ap, bp, s + k - 1, m)
+            gemms, shifted, f, (mu_u, mu_v, e_u, e_v), t1, t2 = self.views(m)
+            for band, xin, vout in gemms:
+                torch.mm(band, xin, out=vout)
+            self.filter_h(shifted, f)
+            u2 = torch.addcmul(self.c1, mu_u, mu_u, out=t1)  # mu_u² + 2C1
+            v2 = torch.mul(mu_v, mu_v, out=t2)  # mu_v²
+            e_u.sub_(u2)  # s_u + 2C2
+            e_v.sub_(v2)  # s_v
+            num1 = torch.sub(u2, v2, out=mu_u)
+            den1 = u2.add_(v2)
+            num2 = torch.sub(e_u, e_v, out=mu_v)
+            den2 = e_u.add_(e_v)
+            if want_cs or relu_cs:
+                cs = num2.div_(den2)
+                if relu_cs:
+                    cs.clamp_(min=0)
+                if want_cs:
+                    torch.sum(cs, dim=(0, 2), out=cs_sums[i])
+                torch.sum(num1.div_(den1).mul_(cs), dim=(0, 2), out=s_sums[i])
+            else:
+                num1.mul_(num2)
+                den1.mul_(den2)
+                torch.sum(num1.div_(den1), dim=(0, 2), out=s_sums[i])
+        n_px = self.ho * self.wo
+        return s_sums.sum(0) / n_px, (cs_sums.sum(0) / n_px if want_cs else None)
+
+
+def _workspace(p: int, h: int, w: int, window: tuple[float, ...], device: torch.device) -> _SsimStrips:
+    """A thread's reusable CPU workspace for this shape and tiling (a few MB; the last 8 are kept); a fresh one
+    elsewhere (whole-image strips of a whole chunk: large, and allocation is cheap on a GPU)."""
+    tiling = _ssim_tiling(device)
+    if not _per_image_tasks(device):
+        return _SsimStrips(p, h, w, window, device, tiling)
+    cache = getattr(_WORKSPACES, "cache", None)
+    if cache is None:
+        cache = _WORKSPACES.cache = {}
+    key = (p, h, w, window, tiling)
+    ws = cache.pop(key, None)
+    if ws is None:
+        ws = _SsimStrips(p, h, w, window, device, tiling)
+        while len(cache) >= 8:
+            cache.pop(next(iter(cache)))
+    cache[key] = ws
+    return ws
+
+
+def _ssim_planes(ap: torch.Tensor, bp: torch.Tensor, relu_cs: bool, window, want_cs: bool = False):
+    """Mean SSIM (and mean cs) per plane, (P,) float64 each, of 0-255 planes (int16 or float64) given as (H, P, W)
+    views with unit stride along W (image rows of all planes side by side)."""
     k = len(window)
-    h, w = a.shape
-    ho, wo = h - k + 1, w - k + 1
-    sq = torch.mul(a, a)
-    sq.addcmul_(b, b)
-    maps = (a, b, sq, torch.mul(a, b))
-    band_v = _band(window, _VBLOCK, a.dtype).t()
-    v = torch.empty(4, ho, w, dtype=a.dtype)
-    for s in range(0, ho, _VBLOCK):
-        e = min(s + _VBLOCK, ho)
-        m = e - s
-        bm = band_v[:m, :m + k - 1]
-        for i, x in enumerate(maps):
-            torch.mm(bm, x[s:e + k - 1], out=v[i, s:e])
-    band_h = _band(window, _BLOCK, a.dtype)
-    ssim_acc = torch.zeros((), dtype=torch.float64)
-    cs_acc = torch.zeros((), dtype=torch.float64)
-    buf = torch.empty(4, ho, _BLOCK, dtype=a.dtype)
-    for s in range(0, wo, _BLOCK):
-        e = min(s + _BLOCK, wo)
-        n = e - s
-        bn = band_h[:n + k - 1, :n]
-        f = buf[:, :, :n] if n == _BLOCK else torch.empty(4, ho, n, dtype=a.dtype)
-        for i in range(4):
-            torch.mm(v[i][:, s:e + k - 1], bn, out=f[i])
-        mu1, mu2, s_sq, s12 = f
-        mu12 = torch.mul(mu1, mu2)
-        mu_sq = torch.mul(mu1, mu1)
-        mu_sq.addcmul_(mu2, mu2)
-        s12.sub_(mu12).mul_(2).add_(_C2)  # 2 sigma12 + C2
-        s_sq.sub_(mu_sq).add_(_C2)  # sigma1² + sigma2² + C2
-        mu12.mul_(2).add_(_C1)  # 2 mu1 mu2 + C1
-        mu_sq.add_(_C1)  # mu1² + mu2² + C1
-        if relu_cs:
-            cs = s12.div_(s_sq).clamp_(min=0)
-            cs_acc += cs.sum()
-            ssim_acc += mu12.div_(mu_sq).mul_(cs).sum()
-        else:
-            cs_acc += torch.div(s12, s_sq).sum()
-            ssim_acc += s12.mul_(mu12).div_(s_sq.mul_(mu_sq)).sum()
-    n_px = ho * wo
-    return float(ssim_acc) / n_px, float(cs_acc) / n_px
+    h, p, w = ap.shape
+    if min(h, w) < k:
+        raise ValueError(f"image {(h, w)} is smaller than the {k}x{k} SSIM window")
+    return _workspace(p, h, w, window, ap.device).run(ap, bp, relu_cs, want_cs)
+
+
+def _rows_view(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) -> (H, N*C, W) with unit stride along W: a view of NCHW input, else one copy."""
+    n, c, h, w = x.shape
+    v = x.reshape(n * c, h, w).transpose(0, 1)
+    return v if v.stride(-1) == 1 else v.contiguous()
 
 
 def _ssim_and_cs(a: torch.Tensor, b: torch.Tensor, relu_cs: bool, window) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean SSIM and mean contrast-structure per (image, channel) of 0-255 float64 planes: (B, C) each."""
-    k = len(window)
-    if min(a.shape[-2:]) < k:
-        raise ValueError(f"image {tuple(a.shape[-2:])} is smaller than the {k}x{k} SSIM window")
-    if a.device.type == "cpu":
-        bsz, c = a.shape[:2]
-        planes = [(i, j) for i in range(bsz) for j in range(c)]
+    """Mean SSIM and mean contrast-structure per (image, channel) of 0-255 planes: (B, C) each. On CPU one image
+    per task (its strips stay in cache), on other devices the whole batch at once."""
+    bsz, c = a.shape[:2]
+    if _per_image_tasks(a.device):
         with plane_parallel() as pmap:
-            res = list(pmap(lambda ij: _ssim_plane_cpu(a[ij].contiguous(), b[ij].contiguous(), relu_cs, window),
-                            planes))
-        s_out = torch.tensor([r[0] for r in res], dtype=torch.float64).view(bsz, c)
-        cs_out = torch.tensor([r[1] for r in res], dtype=torch.float64).view(bsz, c)
-        return s_out, cs_out
-    c = a.shape[1]
-    f = gaussian_filter_valid(torch.cat([a, b, a * a + b * b, a * b], dim=1), window)
-    s_map, cs_map = _ssim_map_terms(f[:, :c], f[:, c:2 * c], f[:, 2 * c:3 * c], f[:, 3 * c:], relu_cs)
-    return s_map.mean(dim=(2, 3)), cs_map.mean(dim=(2, 3))
+            res = list(pmap(lambda i: _ssim_planes(_rows_view(a[i:i + 1]), _rows_view(b[i:i + 1]), relu_cs, window,
+                                                   True), range(bsz)))
+        return torch.stack([r[0] for r in res]), torch.stack([r[1] for r in res])
+    s, cs = _ssim_planes(_rows_view(a), _rows_view(b), relu_cs, window, True)
+    return s.view(bsz, c), cs.view(bsz, c)
 
 
 def ssim(pred: torch.Tensor, target: torch.Tensor, *, crop_border: int = 0, test_y_channel: bool = False,
          convention: str = "basicsr", downsample: bool = False, chunk: int = 8) -> torch.Tensor:
     """Structural similarity per image, (B,) float64. ``downsample`` (pyiqa only): MATLAB's automatic
-    ``f = max(1, round(min(H, W) / 256))`` average pooling. ``chunk`` bounds memory (images per pass)."""
+    ``f = max(1, round(min(H, W) / 256))`` average pooling. ``chunk`` bounds memory on GPUs (images per pass);
+    on CPU each image is one task (``plane_parallel``)."""
     _check_pair(pred, target)
     _check_convention(convention)
     if downsample and convention != "pyiqa":
@@ -354,32 +474,30 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, *, crop_border: int = 0, test
     window = gaussian_window_1d(11, 1.5)
     relu = convention == "pyiqa"
 
-    def prepare(lo: int, hi: int) -> tuple[torch.Tensor, torch.Tensor]:
-        a = _prepare_ssim(pred[lo:hi], test_y_channel, convention)
-        b = _prepare_ssim(target[lo:hi], test_y_channel, convention)
+    def planes(x: torch.Tensor) -> torch.Tensor:
+        """(n, C, H, W) input -> (H, n*C', W) planes: BasicSR RGB as int16 in one copy (exact 8-bit values, a
+        quarter of the bytes of float64), the other conventions as float64."""
+        if convention == "basicsr" and not test_y_channel:
+            x8 = _as_uint8(x)
+            n, c, h, w = x8.shape
+            out = torch.empty(h, n, c, w, dtype=torch.int16, device=x8.device)
+            return out.copy_(x8.permute(2, 0, 1, 3)).view(h, n * c, w)
+        y = _prepare_ssim(x, test_y_channel, convention)
         if downsample:
-            f = max(1, round(min(a.shape[-2:]) / 256))
+            f = max(1, round(min(y.shape[-2:]) / 256))
             if f > 1:
-                a, b = F.avg_pool2d(a, kernel_size=f), F.avg_pool2d(b, kernel_size=f)
-        return a, b
+                y = F.avg_pool2d(y, kernel_size=f)
+        return _rows_view(y)
 
-    if pred.device.type == "cpu":  # one image per task: its planes stay in cache
-        def one(i: int) -> float:
-            a, b = prepare(i, i + 1)
-            if min(a.shape[-2:]) < len(window):
-                raise ValueError(f"image {tuple(a.shape[-2:])} is smaller than the 11x11 SSIM window")
-            vals = [_ssim_plane_cpu(a[0, c].contiguous(), b[0, c].contiguous(), relu, window)[0]
-                    for c in range(a.shape[1])]
-            return sum(vals) / len(vals)
+    def one(lo: int, hi: int) -> torch.Tensor:
+        a, b = planes(pred[lo:hi]), planes(target[lo:hi])
+        s, _ = _ssim_planes(a, b, relu, window)
+        return s.view(min(hi, pred.shape[0]) - lo, -1).mean(dim=1)
 
+    if _per_image_tasks(pred.device):  # one image per task: its strips stay in cache
         with plane_parallel() as pmap:
-            return torch.tensor(list(pmap(one, range(pred.shape[0]))), dtype=torch.float64)
-    out = []
-    for s in range(0, pred.shape[0], chunk):
-        a, b = prepare(s, s + chunk)
-        val, _ = _ssim_and_cs(a, b, relu_cs=relu, window=window)
-        out.append(val.mean(dim=1))
-    return torch.cat(out)
+            return torch.cat(list(pmap(lambda i: one(i, i + 1), range(pred.shape[0]))))
+    return torch.cat([one(s, s + chunk) for s in range(0, pred.shape[0], chunk)])
 
 
 def ms_ssim(pred: torch.Tensor, target: torch.Tensor, *, test_y_channel: bool = True,

@@ -203,6 +203,47 @@ def test_conventions_are_validated():
         fn.psnr(a, a, crop_border=16)
 
 
+# ----------------------------------------------------------------------------------------------- code paths
+def test_thread_pool_path_equals_single_thread(face_pairs):
+    """With torch threads > 1 each image is one task of a Python thread pool: same values, bit for bit."""
+    hq, lq = face_pairs
+    p, t = torch.from_numpy(lq).permute(0, 3, 1, 2), torch.from_numpy(hq).permute(0, 3, 1, 2)
+    pf, tf = p[..., :200, :256].float() / 255, t[..., :200, :256].float() / 255
+    fns = [lambda: fn.psnr(p, t), lambda: fn.ssim(p, t), lambda: fn.ssim(p, t, test_y_channel=True, crop_border=3),
+           lambda: fn.ssim(pf, tf, convention="pyiqa", test_y_channel=True), lambda: fn.ms_ssim(pf, tf)]
+    single = [f() for f in fns]
+    n = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        pooled = [f() for f in fns]
+    finally:
+        torch.set_num_threads(n)
+    for a, b in zip(single, pooled):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("rows", [None, 11, 100])
+def test_batched_device_path_on_cpu(face_pairs, monkeypatch, rows):
+    """The path CUDA (any non-CPU device) takes — whole chunks at once, whole-image strips, 32-row band GEMMs,
+    batched PSNR — forced on CPU: it must give the BasicSR / pyiqa values too (also with other strip heights, a
+    chunk that does not divide the batch, and odd image sizes)."""
+    hq, lq = face_pairs
+    p, t = torch.from_numpy(lq).permute(0, 3, 1, 2)[:5], torch.from_numpy(hq).permute(0, 3, 1, 2)[:5]
+    pf, tf = p[..., :203, :250].float() / 255, t[..., :203, :250].float() / 255
+    cpu = {"p": fn.psnr(p, t), "s": fn.ssim(p, t, chunk=2), "sy": fn.ssim(p, t, test_y_channel=True, crop_border=2),
+           "sq": fn.ssim(pf, tf, convention="pyiqa"), "ms": fn.ms_ssim(pf, tf)}
+    monkeypatch.setattr(fn, "_CPU_TASKS", False)
+    monkeypatch.setitem(fn._SSIM_ROWS, "gpu", rows)
+    assert fn._ssim_tiling(torch.device("cpu")) == (rows, 32)
+    dev = {"p": fn.psnr(p, t), "s": fn.ssim(p, t, chunk=2), "sy": fn.ssim(p, t, test_y_channel=True, crop_border=2),
+           "sq": fn.ssim(pf, tf, convention="pyiqa"), "ms": fn.ms_ssim(pf, tf)}
+    assert torch.equal(dev["p"], cpu["p"])  # exact integer arithmetic on both paths
+    for key in ("s", "sy", "sq", "ms"):
+        assert torch.allclose(dev[key], cpu[key], atol=1e-12, rtol=0), key
+    ref_s = [basicsr_ssim(a, b) for a, b in zip(lq[:5], hq[:5])]
+    np.testing.assert_allclose(dev["s"].numpy(), ref_s, rtol=0, atol=1e-9)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_cuda_matches_cpu(face_pairs):  # pragma: no cover - runs where a GPU exists
     hq, lq = face_pairs
