@@ -44,7 +44,7 @@ from baselines.blocks import (
     sn_conv2d,
     to_m11,
 )
-from baselines.registry import ModelInfo, register_model
+from baselines.registry import ModelInfo, register_model, unwrap_state_dict
 from baselines.warping import (
     MLS_POINTS,
     WLS_WEIGHTS,
@@ -338,13 +338,7 @@ def _checkpoint_filter(state: Any, model: ASFFNet) -> dict:
     """The official ASFFNet512.pth holds the state dict under 'params' with our key names. Also accepts other
     common wrappers ('params_ema', 'state_dict') and DataParallel 'module.' prefixes; our checkpoints pass
     through unchanged."""
-    for wrapper in ("params_ema", "params", "state_dict"):
-        if isinstance(state, dict) and wrapper in state and isinstance(state[wrapper], dict):
-            state = state[wrapper]
-            break
-    if any(k.startswith("module.") for k in state):
-        state = {k.removeprefix("module."): v for k, v in state.items()}
-    return state
+    return unwrap_state_dict(state, ("params_ema", "params", "state_dict"))
 
 
 register_model(ModelInfo(

@@ -31,7 +31,7 @@ from torch import nn
 from torch.nn.utils import spectral_norm
 from torch.nn.utils.spectral_norm import SpectralNorm
 
-from baselines.dmdnet_blocks import init_spectral_norm
+from baselines.dmdnet_blocks import adain, calc_mean_std, init_spectral_norm
 
 __all__ = [
     "LRELU",
@@ -68,21 +68,6 @@ def conv2d(cin: int, cout: int, k: int = 3, *, stride: int = 1, dilation: int = 
 def sn_conv2d(cin: int, cout: int, k: int = 3, *, stride: int = 1, dilation: int = 1, bias: bool = True) -> nn.Module:
     """:func:`conv2d` wrapped in spectral norm (keys ``weight_orig``, ``weight_u``, ``weight_v``, ``bias``)."""
     return spectral_norm(conv2d(cin, cout, k, stride=stride, dilation=dilation, bias=bias))
-
-
-def calc_mean_std(feat: torch.Tensor, eps: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-sample, per-channel mean and std (N, C, 1, 1) of (N, C, H, W): unbiased variance + ``eps``, as the
-    DFDNet / ASFFNet releases compute them."""
-    n, c = feat.shape[:2]
-    flat = feat.reshape(n, c, -1)
-    return flat.mean(2).view(n, c, 1, 1), (flat.var(2) + eps).sqrt().view(n, c, 1, 1)
-
-
-def adain(content: torch.Tensor, style: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """``content`` (N, C, H, W) with its per-channel mean/std replaced by ``style``'s ((N or 1), C, h, w)."""
-    c_mean, c_std = calc_mean_std(content, eps)
-    s_mean, s_std = calc_mean_std(style, eps)
-    return (content - c_mean) / c_std * s_std + s_mean
 
 
 class SpectralNormModel(nn.Module):

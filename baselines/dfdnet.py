@@ -49,7 +49,7 @@ from baselines.base import RestorationModel
 from baselines.blocks import LRELU, SFTUpBlock, SpectralNormModel, adain, calc_mean_std, conv2d, sn_conv2d
 from baselines.components import REFERENCE_SIZE, feature_boxes
 from baselines.dictionary import PARTS, build_dictionary, read_dictionary, read_info
-from baselines.registry import ModelInfo, register_model
+from baselines.registry import ModelInfo, register_model, unwrap_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -520,12 +520,7 @@ def _checkpoint_filter(state: Any, model: DFDNet) -> dict:
     """Maps the official DFDNet generator (``checkpoints/facefh_dictionary/latest_net_G.pth``, keys of the
     release's ``UNetDictFace``, optional DataParallel ``module.`` prefix) onto ours; the atoms (not in that file)
     are kept from the dictionary the model was built with. Our own state dicts pass through unchanged."""
-    for wrapper in ("params_ema", "params", "state_dict"):
-        if isinstance(state, dict) and wrapper in state and isinstance(state[wrapper], dict):
-            state = state[wrapper]
-            break
-    if any(k.startswith("module.") for k in state):
-        state = {k.removeprefix("module."): v for k, v in state.items()}
+    state = unwrap_state_dict(state, ("params_ema", "params", "state_dict"))
     if not any(k.startswith(("VggExtract.", "MSDilate.", "le_256.")) for k in state):
         return state  # ours
     out = {}

@@ -19,7 +19,6 @@ answer.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -27,9 +26,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.nn.utils.spectral_norm import SpectralNorm
 
 from baselines.base import RestorationModel
+from baselines.blocks import SpectralNormModel
 from baselines.components import LEFT_EYE, MOUTH, REFERENCE_SIZE, RIGHT_EYE, component_boxes, feature_boxes
 from baselines.dmdnet_blocks import (
     FeatureExtractor,
@@ -46,7 +45,7 @@ from baselines.dmdnet_blocks import (
     read_shared_dictionary,
     sn_conv,
 )
-from baselines.registry import ModelInfo, register_model
+from baselines.registry import ModelInfo, register_model, unwrap_state_dict
 
 #: components used by the network, in pasting order, with their index in components.component_boxes
 COMPONENTS = ("LE", "RE", "MO")
@@ -118,7 +117,7 @@ class SpecificDictionary:
     counts: torch.Tensor
 
 
-class DMDNet(RestorationModel):
+class DMDNet(SpectralNormModel, RestorationModel):
     uses_references = True
     needs_landmarks = True
 
@@ -444,39 +443,11 @@ class DMDNet(RestorationModel):
             v_atoms[used] = (momentum * v_atoms + (1 - momentum) * v_sum / h)[used]
         counts += hits
 
-    # ------------------------------------------------------------------------------------------ copying
-    def __deepcopy__(self, memo):
-        """deepcopy (e.g. for an EMA model) also right after a training forward: old-style spectral norm leaves
-        a non-leaf ``weight`` tensor on each conv, which deepcopy refuses; swap in detached copies meanwhile."""
-        swapped = []
-        for mod in self.modules():
-            for hook in mod._forward_pre_hooks.values():
-                if isinstance(hook, SpectralNorm):
-                    w = getattr(mod, hook.name)
-                    if isinstance(w, torch.Tensor) and not w.is_leaf:
-                        swapped.append((mod, hook.name, w))
-                        setattr(mod, hook.name, w.detach())
-        self.__deepcopy__ = None  # shadow this method so copy.deepcopy uses the default protocol
-        try:
-            new = copy.deepcopy(self, memo)
-        finally:
-            del self.__dict__["__deepcopy__"]
-            for mod, name, w in swapped:
-                setattr(mod, name, w)
-        new.__dict__.pop("__deepcopy__", None)
-        return new
-
 
 def _checkpoint_filter(state: Any, model: DMDNet) -> dict:
     """The official DMDNet.pth is a plain state dict with our key names (dictionaries as buffers under the same
     names). Also accepts {'params': ...} / {'state_dict': ...} wrappers and DataParallel 'module.' prefixes."""
-    for wrapper in ("params_ema", "params", "state_dict", "model"):
-        if isinstance(state, dict) and wrapper in state and isinstance(state[wrapper], dict):
-            state = state[wrapper]
-            break
-    if any(k.startswith("module.") for k in state):
-        state = {k.removeprefix("module."): v for k, v in state.items()}
-    return state
+    return unwrap_state_dict(state)
 
 
 register_model(ModelInfo(

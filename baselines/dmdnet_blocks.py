@@ -192,16 +192,20 @@ class FeatureExtractor(nn.Module):
         return getattr(self, f"{comp}_{label}_Q")(roi)
 
 
+def calc_mean_std(feat: torch.Tensor, eps: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample, per-channel mean and std (N, C, 1, 1) of (N, C, H, W): unbiased variance + ``eps``, as the
+    DMDNet / DFDNet / ASFFNet releases compute them."""
+    n, c = feat.shape[:2]
+    flat = feat.reshape(n, c, -1)
+    return flat.mean(2).view(n, c, 1, 1), (flat.var(2) + eps).sqrt().view(n, c, 1, 1)
+
+
 def adain(content: torch.Tensor, style: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """Per-sample, per-channel mean/std of ``content`` replaced by those of ``style`` (unbiased variance + eps,
-    as in the released code)."""
-    b, c = content.shape[:2]
-    cf = content.reshape(b, c, -1)
-    sf = style.reshape(b, c, -1)
-    c_mean, c_std = cf.mean(2), (cf.var(2) + eps).sqrt()
-    s_mean, s_std = sf.mean(2), (sf.var(2) + eps).sqrt()
-    out = (cf - c_mean[..., None]) / c_std[..., None] * s_std[..., None] + s_mean[..., None]
-    return out.view_as(content)
+    """AdaIN: ``content`` (N, C, H, W) with its per-sample, per-channel mean/std replaced by those of ``style``
+    ((N or 1), C, h, w)."""
+    c_mean, c_std = calc_mean_std(content, eps)
+    s_mean, s_std = calc_mean_std(style, eps)
+    return (content - c_mean) / c_std * s_std + s_mean
 
 
 def read_shared_dictionary(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:

@@ -45,7 +45,7 @@ from baselines.blocks import (
     tv_loss,
     warp,
 )
-from baselines.registry import ModelInfo, register_model
+from baselines.registry import ModelInfo, register_model, unwrap_state_dict
 from baselines.warping import select_references
 
 
@@ -143,9 +143,7 @@ def landmark_loss(lm_pred: torch.Tensor, lm_target: torch.Tensor) -> torch.Tenso
 
 def _checkpoint_filter(state: Any, model: GFRNet) -> dict:
     """Our checkpoints only (no official PyTorch weights exist): 'module.' prefixes are stripped."""
-    if isinstance(state, dict) and any(k.startswith("module.") for k in state):
-        state = {k.removeprefix("module."): v for k, v in state.items()}
-    return state
+    return unwrap_state_dict(state, ())
 
 
 register_model(ModelInfo(

@@ -34,7 +34,7 @@ from torch import nn
 
 from baselines.base import RestorationModel
 from baselines.blocks import LRELU, UNet, conv2d, from_m11, identity_grid, resize_refs, to_m11, tv_loss, warp
-from baselines.registry import ModelInfo, register_model
+from baselines.registry import ModelInfo, register_model, unwrap_state_dict
 
 
 @dataclass(frozen=True)
@@ -181,9 +181,7 @@ class GWAInet(RestorationModel):
 
 def _checkpoint_filter(state: Any, model: GWAInet) -> dict:
     """Our checkpoints only (no official weights): 'module.' prefixes are stripped."""
-    if isinstance(state, dict) and any(k.startswith("module.") for k in state):
-        state = {k.removeprefix("module."): v for k, v in state.items()}
-    return state
+    return unwrap_state_dict(state, ())
 
 
 register_model(ModelInfo(

@@ -418,7 +418,7 @@ def restore_folder(model: str | RestorationModel, input: str | Path, out: str | 
 
         name = model
         try:
-            model = create_model(name, config=config, weights=weights, device=device)
+            model = create_model(name, config=config, weights=weights, device=device, channels_last=True)
         except KeyError as e:
             raise UsageError(str(e.args[0] if e.args else e)) from e
         except (ValueError, TypeError) as e:

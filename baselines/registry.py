@@ -10,9 +10,10 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import yaml
@@ -42,6 +43,19 @@ _MODEL_MODULES = (
     "baselines.dmdnet", "baselines.dfdnet", "baselines.asffnet", "baselines.gfrnet", "baselines.gwainet",
     "baselines.trivial",
 )
+
+
+def unwrap_state_dict(state: Any, wrappers: tuple[str, ...] = ("params_ema", "params", "state_dict", "model")) -> Any:
+    """The state dict inside a checkpoint: the first of ``wrappers`` that holds a dict (BasicSR's ``params_ema`` /
+    ``params``, Lightning-style ``state_dict``…), with DataParallel/DDP ``module.`` prefixes stripped. A plain
+    state dict passes through unchanged."""
+    for wrapper in wrappers:
+        if isinstance(state, dict) and wrapper in state and isinstance(state[wrapper], dict):
+            state = state[wrapper]
+            break
+    if isinstance(state, dict) and any(isinstance(k, str) and k.startswith("module.") for k in state):
+        state = {k.removeprefix("module."): v for k, v in state.items()}
+    return state
 
 
 def register_model(info: ModelInfo) -> ModelInfo:
@@ -124,9 +138,12 @@ def create_model(
     *,
     device: str | torch.device = "cpu",
     strict: bool = True,
+    channels_last: bool = False,
 ) -> RestorationModel:
     """Build model ``name``. ``weights``: a weights-registry name the model declares (e.g. 'dmdnet-official'),
-    a checkpoint written by our trainer (its config is used unless ``config`` is given) or a state-dict file."""
+    a checkpoint written by our trainer (its config is used unless ``config`` is given) or a state-dict file.
+    ``channels_last``: 4-D weights in channels-last memory order, which makes convolutions pick the faster NHWC
+    kernels (~20 % less time for DMDNet at 512 on CPU; outputs differ by float rounding, ~1e-7)."""
     info = get_model_info(name)
     state = None
     record = None
@@ -163,4 +180,7 @@ def create_model(
             record = {**(record or {}), "missing_keys": len(result.missing_keys),
                       "unexpected_keys": len(result.unexpected_keys)}
     model.weights_record = record
-    return model.to(device).eval()
+    model = model.to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model.eval()

@@ -75,4 +75,6 @@ def run_restore(args: argparse.Namespace) -> int:
     if m.get("note"):
         rs.notes.append(m["note"])
     rs.print()
+    if m["counts"]["images"] == 0:
+        return cliutil.EXIT_USAGE  # an input without images is bad input, not a failed run
     return cliutil.EXIT_OK if m["counts"]["ok"] > 0 else cliutil.EXIT_FAILURE

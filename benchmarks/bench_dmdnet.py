@@ -143,7 +143,7 @@ class StageTimer:
         model._paste = wrap(model._paste, STAGES[3])
 
 
-def worker(mode: str, threads: int, repeats: int) -> dict:
+def worker(mode: str, threads: int, repeats: int, memory_format: str = "channels_last") -> dict:
     import resource
 
     import torch
@@ -156,7 +156,8 @@ def worker(mode: str, threads: int, repeats: int) -> dict:
     gflops_before = _conv_gflops(threads)
     t = time.perf_counter()
     torch.manual_seed(0)
-    model = create_model("dmdnet", config="paper")  # random init, eval mode
+    # random init, eval mode; channels-last weights as `bench restore` builds the model
+    model = create_model("dmdnet", config="paper", channels_last=memory_format == "channels_last")
     build_s = time.perf_counter() - t
     g = torch.Generator().manual_seed(0)
     lm = torch.from_numpy(mean_face_landmarks(512))[None]
@@ -196,16 +197,17 @@ def worker(mode: str, threads: int, repeats: int) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ driver
-def run_case(mode: str, threads: int, repeats: int) -> dict:
+def run_case(mode: str, threads: int, repeats: int, memory_format: str = "channels_last") -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONPATH=str(ROOT))
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", mode, "--threads", str(threads),
-           "--repeats", str(repeats)]
+           "--repeats", str(repeats), "--memory-format", memory_format]
     t = time.time()
     res = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, check=False)
     if res.returncode != 0:
         raise RuntimeError(f"case {mode}/{threads} failed:\n{res.stderr[-3000:]}")
     out = json.loads(res.stdout.strip().splitlines()[-1])
     out["wall_s"] = time.time() - t
+    out["memory_format"] = memory_format
     return out
 
 
@@ -219,7 +221,8 @@ def render(results: list[dict], repeats: int) -> str:
         "",
         (f"`benchmarks/bench_dmdnet.py`, {time.strftime('%Y-%m-%d %H:%M')}; torch {torch.__version__}, "
         f"{os.cpu_count()} CPU cores ({cpu}), shared with other jobs. Random-init weights (timing does not "
-        f"depend on them). Median of {repeats} timed runs after 1 warm-up, each case in its own process."),
+        f"depend on them). Median of {repeats} timed runs after 1 warm-up, each case in its own process. "
+        f"Weights in {results[0].get('memory_format', 'channels_last')} memory order."),
         "",
         f"Authors' figures: {AUTHORS['source']}. They are not measured in this run.",
         "",
@@ -270,17 +273,19 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--modes", nargs="+", default=["generic", "specific5"], choices=["generic", "specific5"])
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "bench_dmdnet.md")
+    ap.add_argument("--memory-format", choices=["channels_last", "contiguous"], default="channels_last",
+                    help="weights' memory order (bench restore uses channels_last)")
     ap.add_argument("--worker", choices=["generic", "specific5"], help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
         sys.path.insert(0, str(ROOT))
-        print(json.dumps(worker(args.worker, args.threads[0], args.repeats)))
+        print(json.dumps(worker(args.worker, args.threads[0], args.repeats, args.memory_format)))
         return 0
     results = []
     for threads in args.threads:
         for mode in args.modes:
             print(f"running {mode} with {threads} thread(s) ...", file=sys.stderr, flush=True)
-            r = run_case(mode, threads, args.repeats)
+            r = run_case(mode, threads, args.repeats, args.memory_format)
             print(f"  median {r['median']:.2f} s, peak RSS {r['rss_gb']:.2f} GB ({r['wall_s']:.0f} s)",
                   file=sys.stderr, flush=True)
             results.append(r)

@@ -36,8 +36,8 @@ PACKAGE_PHOTOS = (
 )
 #: the face_recognition 1.3.0 sdist (PyPI publishes this sha256) and the test photos taken from it
 FACE_RECOGNITION_SDIST = (
-    "https://files.pythonhosted.org/packages/6c/49/75dda409b94841f01cbbc34114c9b67ec618265084e4d12d37ab838f4fd3/"
-    "face_recognition-1.3.0.tar.gz",
+    ("https://files.pythonhosted.org/packages/6c/49/75dda409b94841f01cbbc34114c9b67ec618265084e4d12d37ab838f4fd3/"
+     "face_recognition-1.3.0.tar.gz"),
     "5e5efdd1686aa566af0d3cc1313b131e4b197657a8ffd03669e6d3fad92705ec",
 )
 SDIST_PHOTOS = {
@@ -76,7 +76,7 @@ def prepare_embedded_source(dest: Path) -> tuple[Path, list[str]]:
     dest.mkdir(parents=True, exist_ok=True)
     for pkg, rel, name in PACKAGE_PHOTOS:
         spec = importlib.util.find_spec(pkg)
-        src = Path(list(spec.submodule_search_locations)[0]) / rel if spec and spec.submodule_search_locations else None
+        src = Path(next(iter(spec.submodule_search_locations))) / rel if spec and spec.submodule_search_locations else None
         if src is None or not src.is_file():
             notes.append(f"{pkg}/{rel} not found; skipped")
             continue
@@ -119,6 +119,20 @@ class DemoReport:
         return p
 
 
+def _needs_references(model: str) -> bool:
+    from baselines.registry import get_model_info
+
+    return bool(getattr(get_model_info(model).model_cls, "needs_references", False))
+
+
+def _has_reference_pairs(dataset: Path) -> bool:
+    """Whether some training image has another image of the same person (what reference-based training needs)."""
+    from celebref.dataset import FaceDataset
+
+    ds = FaceDataset.load(dataset)
+    return any(ds.same_identity(i) for i in ds.image_ids("train"))
+
+
 def _run(report: DemoReport, name: str, argv: list[str], tool: str = "bench") -> int:
     from celebref.cli import main as celebref_main
     from evaluation.cli import main as bench_main
@@ -155,7 +169,11 @@ def run_demo(out: Path, source: Path | None = None, *, steps: int = 60, device: 
             testsets.append(t)
     results = out / "results"
     checkpoints: dict[str, Path] = {}
+    with_refs = _has_reference_pairs(dataset)
     for model in TRAINED_MODELS:
+        if not with_refs and _needs_references(model):
+            report.notes.append(f"{model}: needs references, but no person has two training photos here; skipped")
+            continue
         run_dir = out / "train" / model
         rc = _run(report, f"train {model}", [
             "train", *q, "--config", str(REPO_ROOT / "configs" / "train" / f"{model}_tiny.yaml"),
@@ -164,6 +182,8 @@ def run_demo(out: Path, source: Path | None = None, *, steps: int = 60, device: 
             "--set", "data.val_max_images=4",
             # a handful of photos: fewer faces than dictionary atoms, so the model's own initialisation
             "--set", "init.generic_dictionary_images=0",
+            # faces of people photographed once train the generic path (DMDNet); the others also the specific one
+            *(["--set", "data.references=optional"] if not _needs_references(model) else []),
         ])
         ckpt = run_dir / "checkpoints" / "last.pt"
         if rc == 0 and ckpt.is_file():

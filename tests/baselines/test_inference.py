@@ -172,7 +172,7 @@ def test_cli_everything_failed_exits_1(inputs, tmp_path, capsys):
     assert json.loads((tmp_path / "o1" / "manifest.json").read_text())["counts"]["skipped"] == 1
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert _cli("--model", "dmdnet", "--input", empty, "--out", tmp_path / "o2") == 1
+    assert _cli("--model", "dmdnet", "--input", empty, "--out", tmp_path / "o2") == 2  # bad input
     m = json.loads((tmp_path / "o2" / "manifest.json").read_text())
     assert m["counts"]["images"] == 0 and "no image files" in m["note"]
     assert "WARNING" in capsys.readouterr().out  # untrained weights, said in the summary too

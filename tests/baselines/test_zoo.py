@@ -30,6 +30,33 @@ def test_model_info_has_paper_and_tiny_configs(name):
     assert info.description
 
 
+def _inputs(m, g):
+    s = m.input_size
+    lm = torch.from_numpy(mean_face_landmarks(s))
+    lq = torch.rand(2, 3, s, s, generator=g)
+    kwargs = {}
+    if m.needs_landmarks or m.uses_references or m.needs_references:
+        kwargs["landmarks"] = lm[None].repeat(2, 1, 1) + torch.randn(2, 68, 2, generator=g)
+    if m.needs_references or m.uses_references:
+        kwargs["refs"] = [torch.rand(2, 3, s, s, generator=g), torch.rand(1, 3, s, s, generator=g)]
+        kwargs["ref_landmarks"] = [lm[None].repeat(2, 1, 1) + torch.randn(2, 68, 2, generator=g),
+                                   lm[None] + torch.randn(1, 68, 2, generator=g)]
+    return lq, kwargs
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_channels_last_weights_give_the_same_restoration(name):
+    """create_model(channels_last=True) (what `bench restore` uses) changes the memory order, not the model."""
+    torch.manual_seed(0)
+    a = create_model(name, "tiny")
+    torch.manual_seed(0)
+    b = create_model(name, "tiny", channels_last=True)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+    lq, kwargs = _inputs(a, torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert torch.allclose(a.restore(lq, **kwargs), b.restore(lq, **kwargs), atol=1e-5)
+
+
 @pytest.mark.parametrize("name", MODELS)
 def test_tiny_model_restores_a_batch(name):
     torch.manual_seed(0)
