@@ -62,17 +62,7 @@ def test_tiny_model_restores_a_batch(name):
     torch.manual_seed(0)
     m = create_model(name, "tiny")
     assert not m.training and m.model_name == name
-    s = m.input_size
-    g = torch.Generator().manual_seed(1)
-    lm = torch.from_numpy(mean_face_landmarks(s))
-    lq = torch.rand(2, 3, s, s, generator=g)
-    kwargs = {}
-    if m.needs_landmarks or m.uses_references or m.needs_references:
-        kwargs["landmarks"] = lm[None].repeat(2, 1, 1) + torch.randn(2, 68, 2, generator=g)
-    if m.needs_references or m.uses_references:
-        kwargs["refs"] = [torch.rand(2, 3, s, s, generator=g), torch.rand(1, 3, s, s, generator=g)]
-        kwargs["ref_landmarks"] = [lm[None].repeat(2, 1, 1) + torch.randn(2, 68, 2, generator=g),
-                                   lm[None] + torch.randn(1, 68, 2, generator=g)]
+    lq, kwargs = _inputs(m, torch.Generator().manual_seed(1))
     with torch.no_grad():
         out = m.restore(lq, **kwargs)
     assert out.shape == lq.shape and out.dtype == lq.dtype
