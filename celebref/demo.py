@@ -119,18 +119,30 @@ class DemoReport:
         return p
 
 
+def _split_mode(source: Path) -> str:
+    """'image' (hold out some photos of each person: the personal-album protocol) when some person folder has
+    several photos, else 'identity' (with one photo per person an image split would leave no test images)."""
+    from celebref.build.config import IMAGE_EXTENSIONS
+
+    if source.is_dir():
+        for d in [p for p in source.rglob("*") if p.is_dir()]:
+            if sum(f.suffix.lower().lstrip(".") in IMAGE_EXTENSIONS for f in d.iterdir() if f.is_file()) >= 2:
+                return "image"
+    return "identity"
+
+
 def _needs_references(model: str) -> bool:
     from baselines.registry import get_model_info
 
     return bool(getattr(get_model_info(model).model_cls, "needs_references", False))
 
 
-def _has_reference_pairs(dataset: Path) -> bool:
-    """Whether some training image has another image of the same person (what reference-based training needs)."""
+def _has_reference_pairs(dataset: Path, split: str) -> bool:
+    """Whether some image of ``split`` has another image of the same person (what reference-based models need)."""
     from celebref.dataset import FaceDataset
 
     ds = FaceDataset.load(dataset)
-    return any(ds.same_identity(i) for i in ds.image_ids("train"))
+    return any(ds.same_identity(i) for i in ds.image_ids(split))
 
 
 def _run(report: DemoReport, name: str, argv: list[str], tool: str = "bench") -> int:
@@ -155,8 +167,12 @@ def run_demo(out: Path, source: Path | None = None, *, steps: int = 60, device: 
         source, notes = prepare_embedded_source(out / "source")
         report.notes += notes
     dataset = out / "dataset"
+    split_mode = _split_mode(source)
+    if split_mode == "identity":
+        report.notes.append("no person has several photos: identity-disjoint split (test = other people)")
     rc = _run(report, "build", ["build", *q, "--source", str(source), "--out", str(dataset),
                                 "--config", str(Path(__file__).with_name("demo_build.yaml")),
+                                "--set", f"splits.mode={split_mode}",
                                 "--workers", str(workers), "--seed", str(seed)], tool="celebref")
     if rc != 0:
         report.notes.append("the build failed; nothing to degrade")
@@ -169,7 +185,7 @@ def run_demo(out: Path, source: Path | None = None, *, steps: int = 60, device: 
             testsets.append(t)
     results = out / "results"
     checkpoints: dict[str, Path] = {}
-    with_refs = _has_reference_pairs(dataset)
+    with_refs = _has_reference_pairs(dataset, "train")
     for model in TRAINED_MODELS:
         if not with_refs and _needs_references(model):
             report.notes.append(f"{model}: needs references, but no person has two training photos here; skipped")
@@ -196,6 +212,10 @@ def run_demo(out: Path, source: Path | None = None, *, steps: int = 60, device: 
                 "evaluate", *q, "--model", model, "--weights", str(ckpt), "--testset", str(t), "--out", str(results),
                 "--device", device, "--mode", "auto", "--eval-size", "testset"])
         for model in TRIVIAL_MODELS:
+            if _needs_references(model) and not _has_reference_pairs(dataset, "test"):
+                report.notes.append(f"{model} on {t.name}: needs references, but no test person has another photo; "
+                                    "skipped")
+                continue
             _run(report, f"evaluate {model} on {t.name}", [
                 "evaluate", *q, "--model", model, "--testset", str(t), "--out", str(results), "--device", device,
                 "--mode", "auto"])

@@ -75,3 +75,13 @@ def test_fetch_only_never_fails_offline(no_sdist, capsys):
 def test_missing_source_is_a_usage_error(tmp_path, capsys):
     assert demo.main(["--source", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_split_mode_follows_the_photos(tmp_path):
+    """Several photos of one person: hold out some of them (image split); one photo per person: other people."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "1.jpg").write_bytes(b"x")
+    (tmp_path / "b.png").write_bytes(b"x")
+    assert demo._split_mode(tmp_path) == "identity"
+    (tmp_path / "a" / "2.JPG").write_bytes(b"x")
+    assert demo._split_mode(tmp_path) == "image"
