@@ -25,10 +25,7 @@ YAML layout (see ``configs/train/*.yaml`` and docs/training.md)::
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +34,7 @@ from typing import Any, Literal
 import yaml
 
 from celebref.cliutil import UsageError
+from celebref.typed_config import parse_dataclass, set_dotted, to_plain
 
 CONFIG_FORMAT = "celebref.train-config/1"
 
@@ -183,7 +181,7 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         """Plain types only (tuples -> lists), for YAML dumps and checkpoints loaded with weights_only=True."""
-        return _plain(dataclasses.asdict(self))
+        return to_plain(self)
 
     @property
     def out_path(self) -> Path:
@@ -249,103 +247,15 @@ def _check(cfg: TrainConfig) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- parsing
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    """``value`` checked against the annotation ``tp`` (ints are accepted for floats; YAML lists for tuples)."""
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if tp is Any:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for a in args:
-            if a is type(None):
-                continue
-            try:
-                return _coerce(value, a, key)
-            except ConfigError as e:
-                errors.append(str(e))
-        raise ConfigError(f"{key}: expected {' or '.join(_type_name(a) for a in args)}, got "
-                          f"{type(value).__name__} {value!r}")
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"{key}: must be one of {', '.join(map(repr, args))}, got {value!r}")
-        return value
-    if dataclasses.is_dataclass(tp):
-        return _parse_section(tp, value, key)
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)) or len(value) != len(args):
-            raise ConfigError(f"{key}: expected a list of {len(args)} values, got {value!r}")
-        return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
-    if origin is dict:
-        kt, vt = args
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__} {value!r}")
-        return {_coerce(k, kt, key): _coerce(v, vt, f"{key}.{k}") for k, v in value.items()}
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true or false, got {type(value).__name__} {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected an integer, got {type(value).__name__} {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected a number, got {type(value).__name__} {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {type(value).__name__} {value!r}")
-        return value
-    raise TypeError(f"unsupported config annotation {tp!r} for {key}")  # a bug in this module, not in the YAML
-
-
-def _parse_section(cls: type, raw: Any, prefix: str = "") -> Any:
-    where = prefix or "config"
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__} {raw!r}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(str(k) for k in raw if k not in fields)
-    if unknown:
-        raise ConfigError(f"{prefix + '.' if prefix else ''}{unknown[0]}: unknown key (valid keys of {where}: "
-                          f"{', '.join(sorted(fields))})")
-    kwargs = {}
-    for name, f in fields.items():
-        key = f"{prefix}.{name}" if prefix else name
-        if name in raw:
-            kwargs[name] = _coerce(raw[name], hints[name], key)
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ConfigError(f"{key}: required key is missing")
-    return cls(**kwargs)
-
-
 def parse_config(raw: Mapping[str, Any]) -> TrainConfig:
     """A validated :class:`TrainConfig` from a mapping (the YAML document)."""
     raw = dict(raw)
     fmt = raw.pop("format", CONFIG_FORMAT)
     if fmt != CONFIG_FORMAT:
         raise ConfigError(f"format: expected {CONFIG_FORMAT!r}, got {fmt!r}")
-    cfg = _parse_section(TrainConfig, raw)
+    cfg = parse_dataclass(TrainConfig, raw, "", ConfigError)
     _check(cfg)
     return cfg
-
-
-def _set_dotted(raw: dict, dotted: str, value: Any) -> None:
-    parts = dotted.split(".")
-    node = raw
-    for p in parts[:-1]:
-        nxt = node.setdefault(p, {})
-        if not isinstance(nxt, dict):
-            raise ConfigError(f"{dotted}: {p} is not a section")
-        node = nxt
-    node[parts[-1]] = value
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: Mapping[str, Any] | None = None,
@@ -370,7 +280,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: Mapping[str, A
     raw = _deepcopy_plain(raw)
     for k, v in (overrides or {}).items():
         if v is not None:
-            _set_dotted(raw, k, v)
+            set_dotted(raw, k, v, ConfigError)
     try:
         return parse_config(raw)
     except ConfigError as e:
@@ -381,7 +291,7 @@ def replace(cfg: TrainConfig, **dotted: Any) -> TrainConfig:
     """A copy of ``cfg`` with dotted keys replaced and re-validated, e.g. ``replace(cfg, **{"schedule.total_steps": 5})``."""
     raw = cfg.to_dict()
     for k, v in dotted.items():
-        _set_dotted(raw, k, v)
+        set_dotted(raw, k, v, ConfigError)
     return parse_config(raw)
 
 
@@ -393,21 +303,13 @@ def diff(a: Mapping[str, Any], b: Mapping[str, Any], prefix: str = "") -> list[s
         va, vb = a.get(k), b.get(k)
         if isinstance(va, dict) and isinstance(vb, dict) and not (key == "model_config" or key.startswith("loss.")):
             out += diff(va, vb, key + ".")
-        elif _plain(va) != _plain(vb):
+        elif to_plain(va) != to_plain(vb):
             out.append(key)
     return out
 
 
 def dump_yaml(cfg: TrainConfig) -> str:
     return yaml.safe_dump({"format": CONFIG_FORMAT, **cfg.to_dict()}, sort_keys=False)
-
-
-def _plain(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {str(k): _plain(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_plain(x) for x in v]
-    return v
 
 
 def _deepcopy_plain(v: Any) -> Any:

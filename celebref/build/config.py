@@ -9,13 +9,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 import yaml
+
+from celebref.typed_config import parse_dataclass, set_dotted, to_plain
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "jfif", "png", "webp", "bmp", "tif", "tiff", "gif")
 
@@ -220,80 +220,9 @@ class BuildConfig:
 
 
 # ------------------------------------------------------------------------------------------------ parsing
-def to_plain(obj: Any) -> Any:
-    """Dataclass -> plain dict/list values (tuples become lists), for JSON/YAML and hashing."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, (list, tuple)):
-        return [to_plain(v) for v in obj]
-    if isinstance(obj, dict):
-        return {k: to_plain(v) for k, v in obj.items()}
-    return obj
-
-
 def config_hash(obj: Any) -> str:
     """Stable sha256 of a config section (or any plain value)."""
     return hashlib.sha256(json.dumps(to_plain(obj), sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _check_value(value: Any, tp: Any, where: str) -> Any:
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"{where}: {value!r} is not one of {list(args)}")
-        return value
-    if origin in (Union, types.UnionType):
-        errors = []
-        for a in args:
-            if a is type(None):
-                if value is None:
-                    return None
-                continue
-            try:
-                return _check_value(value, a, where)
-            except ConfigError as e:
-                errors.append(str(e))
-        if len(errors) == 1:
-            raise ConfigError(errors[0] + (" (or null)" if type(None) in args else ""))
-        raise ConfigError(f"{where}: {value!r} does not match any of: " + "; ".join(errors))
-    if origin is tuple:
-        if isinstance(value, str) or not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        return tuple(_check_value(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true/false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
-        return value
-    if dataclasses.is_dataclass(tp):
-        return _build(tp, value, where)
-    raise ConfigError(f"{where}: unsupported type {tp}")  # pragma: no cover
-
-
-def _build(cls: type, data: Any, where: str) -> Any:
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ConfigError(f"{where or 'config'}: unknown key(s) {unknown}; valid keys: {sorted(names)}")
-    kwargs = {k: _check_value(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()}
-    return cls(**kwargs)
 
 
 def _validate(cfg: BuildConfig) -> None:
@@ -325,7 +254,7 @@ def _validate(cfg: BuildConfig) -> None:
 
 def parse_config(data: dict | None) -> BuildConfig:
     """A validated :class:`BuildConfig` from a plain mapping (e.g. parsed YAML). Raises :class:`ConfigError`."""
-    cfg = _build(BuildConfig, data or {}, "")
+    cfg = parse_dataclass(BuildConfig, data or {}, "", ConfigError)
     _validate(cfg)
     return cfg
 
@@ -347,13 +276,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if "=" not in ov:
             raise ConfigError(f"override {ov!r}: expected section.key=value")
         key, raw = ov.split("=", 1)
-        parts = key.strip().split(".")
-        node = data
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override {ov!r}: {part} is not a section")
-        node[parts[-1]] = yaml.safe_load(raw)
+        set_dotted(data, key, yaml.safe_load(raw), ConfigError)
     return parse_config(data)
 
 
