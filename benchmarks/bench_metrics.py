@@ -12,7 +12,7 @@ PSNR and SSIM (RGB, BasicSR convention, crop_border 0), each timed on its own:
   view of the same (N, 512, 512, 3) uint8 arrays the loops get (no layout copy outside the timing);
 - ``BasicSR-style loop``: per image ``calculate_psnr`` / ``calculate_ssim`` exactly as BasicSR writes them (each
   converts its inputs to float64; SSIM per channel with ``cv2.filter2D`` and the 11x11 Gaussian, 'valid' crop),
-  transcribed here (BasicSR is not installed);
+  transcribed in tests/basicsr_reference.py, the reference of the metric tests (BasicSR is not installed);
 - ``scikit-image loop`` (unless ``--skip-skimage``; fewer repeats, it is slow): per image
   ``peak_signal_noise_ratio`` + ``structural_similarity`` (Gaussian weights, σ 1.5, population covariance,
   data_range 255, channel_axis 2) — the same quantities.
@@ -48,6 +48,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.basicsr_reference import basicsr_psnr, basicsr_ssim  # the peer (the tests' reference)
+
 
 def load_pairs(faces: Path, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     import cv2
@@ -78,50 +80,12 @@ def load_pairs(faces: Path, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarr
 
 
 # ----------------------------------------------------------------------------------------------- peers
-def basicsr_calculate_psnr(img: np.ndarray, img2: np.ndarray) -> float:
-    """BasicSR ``basicsr.metrics.psnr_ssim.calculate_psnr`` (HWC, crop_border 0, RGB)."""
-    img = img.astype(np.float64)
-    img2 = img2.astype(np.float64)
-    mse = np.mean((img - img2) ** 2)
-    if mse == 0:
-        return float("inf")
-    return 10. * np.log10(255. * 255. / mse)
-
-
-def _basicsr_ssim(img: np.ndarray, img2: np.ndarray) -> float:
-    """BasicSR ``_ssim`` (one float64 channel)."""
-    import cv2
-
-    c1 = (0.01 * 255) ** 2
-    c2 = (0.03 * 255) ** 2
-    kernel = cv2.getGaussianKernel(11, 1.5)
-    window = np.outer(kernel, kernel.transpose())
-    mu1 = cv2.filter2D(img, -1, window)[5:-5, 5:-5]  # valid mode for window size 11
-    mu2 = cv2.filter2D(img2, -1, window)[5:-5, 5:-5]
-    mu1_sq = mu1 ** 2
-    mu2_sq = mu2 ** 2
-    mu1_mu2 = mu1 * mu2
-    sigma1_sq = cv2.filter2D(img ** 2, -1, window)[5:-5, 5:-5] - mu1_sq
-    sigma2_sq = cv2.filter2D(img2 ** 2, -1, window)[5:-5, 5:-5] - mu2_sq
-    sigma12 = cv2.filter2D(img * img2, -1, window)[5:-5, 5:-5] - mu1_mu2
-    ssim_map = ((2 * mu1_mu2 + c1) * (2 * sigma12 + c2)) / ((mu1_sq + mu2_sq + c1) * (sigma1_sq + sigma2_sq + c2))
-    return ssim_map.mean()
-
-
-def basicsr_calculate_ssim(img: np.ndarray, img2: np.ndarray) -> float:
-    """BasicSR ``calculate_ssim`` (HWC, crop_border 0, RGB): float64, per-channel ``_ssim``, mean."""
-    img = img.astype(np.float64)
-    img2 = img2.astype(np.float64)
-    ssims = [_basicsr_ssim(img[..., i], img2[..., i]) for i in range(img.shape[2])]
-    return np.array(ssims).mean()
-
-
 def basicsr_psnr_loop(hq: np.ndarray, lq: np.ndarray) -> np.ndarray:
-    return np.array([basicsr_calculate_psnr(a, b) for a, b in zip(lq, hq)])
+    return np.array([basicsr_psnr(a, b) for a, b in zip(lq, hq)])
 
 
 def basicsr_ssim_loop(hq: np.ndarray, lq: np.ndarray) -> np.ndarray:
-    return np.array([basicsr_calculate_ssim(a, b) for a, b in zip(lq, hq)])
+    return np.array([basicsr_ssim(a, b) for a, b in zip(lq, hq)])
 
 
 def skimage_loop(hq: np.ndarray, lq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
