@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from baselines.base import RestorationModel
+from baselines.registry import UNTRAINED_NOTE, get_model_info, is_untrained, untrained_error
 from celebref.cliutil import UsageError, progress
 from celebref.imageio import ImageReadError, read_image, write_bytes_atomic, write_png
 
@@ -51,8 +52,6 @@ ALIGNED_CHOICES = ("auto", "yes", "no")
 DETECT_MAX_SIDE = 1280
 #: auto mode: a square image without a detected face is taken as an aligned face up to this side
 AUTO_ALIGNED_MAX_SIDE = 1024
-UNTRAINED_WARNING = ("the model runs with UNTRAINED (random-init) weights: its outputs are not restorations, only "
-                     "useful to test the pipeline; pass --weights (a weights-registry name or a checkpoint)")
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -384,23 +383,24 @@ def weights_info(model: RestorationModel) -> dict:
     if rec:
         return {"status": "loaded", "name": rec.get("name"), "sha256": rec.get("sha256"), "path": rec.get("path"),
                 **{k: rec[k] for k in ("checkpoint_step", "missing_keys", "unexpected_keys") if k in rec}}
-    if not model.trainable:
+    if not is_untrained(model):
         return {"status": "none needed", "sha256": None, "note": f"{model.model_name} has no trainable weights"}
-    return {"status": "random init", "sha256": None, "untrained": True, "warning": UNTRAINED_WARNING}
+    return {"status": "random init", "sha256": None, "untrained": True, "warning": UNTRAINED_NOTE}
 
 
 def restore_folder(model: str | RestorationModel, input: str | Path, out: str | Path, *,
                    refs: str | Path | None = None, weights: str | None = None, config: Any = None,
                    aligned: str = "auto", device: str = "cpu", seed: int = 0, detector: str = "dlib-hog",
                    upsample: int = 1, max_refs: int | None = None, feather: float = 0.08,
-                   quiet: bool = False) -> dict:
+                   quiet: bool = False, allow_untrained: bool = False) -> dict:
     """Restore every image of ``input`` (a folder or one file) into ``out``; returns the manifest (also written to
     ``out/manifest.json``). ``model``: a registry name (built with ``config`` / ``weights``) or a model instance.
 
     Outputs: ``out/<stem>.png`` per input (restored aligned face, or the photo with its faces pasted back),
     ``out/faces/<stem>_NN.png`` (restored crop of face NN of a photo) and ``out/faces_input/<stem>_NN.png`` (its
     aligned input crop). Raises UsageError for bad arguments (missing input, unknown model, a model that needs
-    references without usable ones); bad images are skipped and recorded."""
+    references without usable ones, a trainable model without trained weights unless ``allow_untrained``); bad
+    images are skipped and recorded."""
     t_start = time.time()
     input, out = Path(input), Path(out)
     if not input.exists():
@@ -425,7 +425,9 @@ def restore_folder(model: str | RestorationModel, input: str | Path, out: str | 
             raise UsageError(f"{name}: {e}") from e
     wrec = weights_info(model)
     if wrec["status"] == "random init":
-        log.warning("!" * 20 + " %s: %s " + "!" * 20, model.model_name, UNTRAINED_WARNING)
+        if not allow_untrained:
+            raise UsageError(untrained_error(model.model_name, get_model_info(model.model_name).pretrained))
+        log.warning("!" * 20 + " %s: %s " + "!" * 20, model.model_name, UNTRAINED_NOTE)
     restorer = FaceRestorer(model, device=device, aligned=aligned, detector=detector, upsample=upsample,
                             feather=feather)
 

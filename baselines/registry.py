@@ -58,6 +58,24 @@ def unwrap_state_dict(state: Any, wrappers: tuple[str, ...] = ("params_ema", "pa
     return state
 
 
+#: what commands say about a trainable model that runs without trained weights
+UNTRAINED_NOTE = ("UNTRAINED (random-init) weights: outputs and scores are not those of the method, only a check "
+                  "that the code runs")
+
+
+def is_untrained(model: RestorationModel) -> bool:
+    """A model with trainable parameters and no weights loaded (neither a pretrained file nor a checkpoint)."""
+    return bool(model.trainable) and not model.weights_record
+
+
+def untrained_error(name: str, pretrained: dict) -> str:
+    """The message of a command that refuses an untrained model, with the fixes."""
+    fetch = (f" or `--weights {next(iter(pretrained))}` (`bench weights fetch {next(iter(pretrained))}`)"
+             if pretrained else "")
+    return (f"{name} has no trained weights: pass `--weights` with a checkpoint of `bench train`{fetch}; "
+            "`--allow-untrained` runs the random initialisation (smoke tests and timing only; the outputs say so)")
+
+
 def register_model(info: ModelInfo) -> ModelInfo:
     if info.name in _MODELS:
         raise ValueError(f"model {info.name!r} registered twice")

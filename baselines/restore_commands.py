@@ -27,6 +27,8 @@ def register(sub, common) -> None:
                    help="folder of reference faces of the same person (aligned faces or photos; the largest face "
                         "of a photo is used), used for every input by models that use references")
     p.add_argument("--weights", default=None, help="weights-registry name (e.g. dmdnet-official) or checkpoint file")
+    p.add_argument("--allow-untrained", action="store_true",
+                   help="run a trainable model without trained weights (random init; outputs flagged UNTRAINED)")
     p.add_argument("--config", default=None, help="model config: tiny, paper or a YAML file (default: the "
                                                   "weights' config, else the model's default)")
     cliutil.add_out(p, required=False, help="output folder (default ./restored/<model>)")
@@ -52,7 +54,8 @@ def run_restore(args: argparse.Namespace) -> int:
     out = args.out or Path("restored") / args.model
     m = restore_folder(args.model, args.input, out, refs=args.refs, weights=args.weights, config=args.config,
                        aligned=args.aligned, device=device, seed=args.seed, detector=args.detector,
-                       max_refs=args.max_refs, feather=args.feather, quiet=args.quiet)
+                       max_refs=args.max_refs, feather=args.feather, quiet=args.quiet,
+                       allow_untrained=args.allow_untrained)
     rs = cliutil.RunSummary("bench restore")
     rs.done = m["counts"]["ok"]
     for r in m["images"]:

@@ -48,6 +48,8 @@ def register(sub, common) -> None:
     p.add_argument("--testset", type=Path, help="test set folder (bench degrade output)")
     p.add_argument("--config", default=None, help="model config: tiny, paper or a YAML file (model default)")
     p.add_argument("--weights", default=None, help="weights-registry name or checkpoint file")
+    p.add_argument("--allow-untrained", action="store_true",
+                   help="score a trainable model without trained weights (random init; marked UNTRAINED)")
     p.add_argument("--name", default=None, help="results folder label (default: the model name)")
     p.add_argument("--mode", default="auto", choices=("auto", "generic", "specific", "both"),
                    help="auto: generic, plus specific when the model uses references and the test set has them")
@@ -126,7 +128,7 @@ def cmd_evaluate(args) -> int:
                          batch_size=args.batch_size, device=device, max_refs=args.max_refs, limit=args.limit,
                          lq_landmarks=args.lq_landmarks, eval_size=args.eval_size, dataset_root=args.dataset_root,
                          options=_options(args), bootstrap_resamples=args.bootstrap, seed=args.seed,
-                         overwrite=args.overwrite, quiet=args.quiet)
+                         overwrite=args.overwrite, quiet=args.quiet, allow_untrained=args.allow_untrained)
     summaries = evaluate(cfg)
     root = (args.out or Path("results")) / (args.name or args.model)
     _print_summaries(summaries, {"results": str(root)}, "bench evaluate")

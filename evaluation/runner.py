@@ -213,6 +213,8 @@ class EvaluateConfig:
     seed: int = 0
     overwrite: bool = False
     quiet: bool = False
+    #: score a trainable model that has no trained weights (its random initialisation; marked in the summary)
+    allow_untrained: bool = False
     #: called after each finished image with (mode, image_id, row) — used by tests to interrupt a run
     on_image: Callable[[str, str, dict], None] | None = None
 
@@ -245,8 +247,9 @@ def choose_modes(model, requested: str, has_refs: bool) -> list[str]:
 
 def evaluate(cfg: EvaluateConfig) -> list[dict]:
     """Run ``bench evaluate``; returns the summary of each mode."""
-    from baselines import create_model
+    from baselines import create_model, get_model_info
     from baselines.landmarks import LandmarkProvider
+    from baselines.registry import UNTRAINED_NOTE, is_untrained, untrained_error
     from degradations.testset_io import TestSet, TestSetError
 
     if cfg.lq_landmarks not in ("manifest", "detect"):
@@ -264,6 +267,9 @@ def evaluate(cfg: EvaluateConfig) -> list[dict]:
         model = create_model(cfg.model, config=cfg.config, weights=cfg.weights, device=cfg.device)
     except KeyError as e:
         raise UsageError(str(e.args[0] if e.args else e)) from e
+    untrained = is_untrained(model)
+    if untrained and not cfg.allow_untrained:
+        raise UsageError(untrained_error(cfg.model, get_model_info(cfg.model).pretrained))
     image_ids = ts.image_ids[:cfg.limit] if cfg.limit else ts.image_ids
     if not image_ids:
         raise UsageError(f"test set {ts.name!r} has no images")
@@ -285,8 +291,8 @@ def evaluate(cfg: EvaluateConfig) -> list[dict]:
     }
     if cfg.name and cfg.name != cfg.model:
         header_common["label"] = cfg.name
-    if not weights:
-        header_common["weights"]["note"] = "no pretrained weights loaded (the model's own initialisation)"
+    if untrained:
+        header_common["weights"].update(untrained=True, note=UNTRAINED_NOTE)
     summaries = []
     for mode in modes:
         summaries.append(_evaluate_mode(cfg, mode, ts, ds, model, provider, image_ids, label, s_model, s_eval,

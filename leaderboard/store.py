@@ -141,7 +141,7 @@ def summary_rows(doc: dict, summary_path: Path) -> list[dict]:
     base = {
         "model": doc["model"],
         "model_config": str(doc.get("model_config") or ""),
-        "weights_name": str(w.get("name") or ""),
+        "weights_name": "UNTRAINED (random init)" if w.get("untrained") else str(w.get("name") or ""),
         "weights_sha256": str(w.get("sha256") or ""),
         "mode": doc["mode"],
         "testset_name": ts["name"],

@@ -62,7 +62,7 @@ def refs(celebref_examples, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def run(tiny, inputs, refs, tmp_path_factory):
     out = tmp_path_factory.mktemp("restore_out")
-    manifest = restore_folder(tiny, inputs, out, refs=refs, quiet=True)
+    manifest = restore_folder(tiny, inputs, out, refs=refs, quiet=True, allow_untrained=True)
     return out, manifest
 
 
@@ -168,11 +168,12 @@ def test_cli_everything_failed_exits_1(inputs, tmp_path, capsys):
     bad = tmp_path / "bad"
     bad.mkdir()
     shutil.copy(inputs / "corrupt.jpg", bad / "corrupt.jpg")
-    assert _cli("--model", "dmdnet", "--input", bad, "--out", tmp_path / "o1") == 1
+    assert _cli("--model", "dmdnet", "--allow-untrained", "--input", bad, "--out", tmp_path / "o1") == 1
     assert json.loads((tmp_path / "o1" / "manifest.json").read_text())["counts"]["skipped"] == 1
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert _cli("--model", "dmdnet", "--input", empty, "--out", tmp_path / "o2") == 2  # bad input
+    # an input without images is bad input
+    assert _cli("--model", "dmdnet", "--allow-untrained", "--input", empty, "--out", tmp_path / "o2") == 2
     m = json.loads((tmp_path / "o2" / "manifest.json").read_text())
     assert m["counts"]["images"] == 0 and "no image files" in m["note"]
     assert "WARNING" in capsys.readouterr().out  # untrained weights, said in the summary too
@@ -185,10 +186,16 @@ def test_cli_usage_errors_exit_2(inputs, tmp_path, capsys):
     assert _cli("--model", "nosuchmodel", "--input", inputs, "--out", tmp_path / "o") == 2
     assert _cli("--model", "dmdnet", "--config", "huge", "--input", inputs, "--out", tmp_path / "o") == 2
     assert _cli("--model", "ref_colormatch", "--input", inputs, "--out", tmp_path / "o") == 2  # needs references
-    assert _cli("--model", "dmdnet", "--input", inputs, "--refs", empty, "--out", tmp_path / "o") == 2
+    assert _cli("--model", "dmdnet", "--allow-untrained", "--input", inputs, "--refs", empty, "--out",
+                tmp_path / "o") == 2
     assert _cli("--model", "dmdnet", "--input", inputs, "--out", inputs) == 2  # would overwrite the inputs
     err = capsys.readouterr().err
     assert "needs reference" in err and "no usable reference" in err and "does not exist" in err
+    # a trainable model without trained weights is refused unless asked for, with the fixes
+    assert _cli("--model", "dmdnet", "--input", inputs, "--out", tmp_path / "o3") == 2
+    err = capsys.readouterr().err
+    assert "no trained weights" in err and "dmdnet-official" in err and "--allow-untrained" in err
+    assert not (tmp_path / "o3").exists()
 
 
 def test_dmdnet_reference_cache_is_exact(tiny):

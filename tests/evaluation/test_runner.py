@@ -147,8 +147,15 @@ def test_missing_weights_are_reported_with_the_fix(testset, tmp_path, isolated_w
         tmp_path / "bicubic" / "x8" / "generic" / "metrics.parquet").columns
 
 
+def test_untrained_model_is_refused_unless_asked_for(testset, tmp_path):
+    with pytest.raises(UsageError, match=r"dmdnet has no trained weights.*dmdnet-official.*--allow-untrained"):
+        evaluate(_cfg(testset, tmp_path, model="dmdnet", config="tiny", metrics=["psnr"]))
+    assert not (tmp_path / "dmdnet").exists()
+
+
 def test_reference_model_runs_specific_mode_with_landmarks(testset, tmp_path):
-    summaries = evaluate(_cfg(testset, tmp_path, model="dmdnet", config="tiny", metrics=["psnr", "ids"]))
+    summaries = evaluate(_cfg(testset, tmp_path, model="dmdnet", config="tiny", metrics=["psnr", "ids"],
+                              allow_untrained=True))
     assert [s["mode"] for s in summaries] == ["generic", "specific"]
     assert summaries[0]["sizes"] == {"testset": 512, "model_input": 128, "scored": 512}
     gen = pd.read_parquet(tmp_path / "dmdnet" / "x8" / "generic" / "metrics.parquet")
@@ -156,7 +163,8 @@ def test_reference_model_runs_specific_mode_with_landmarks(testset, tmp_path):
     assert (gen["n_refs"] == 0).all() and (spe["n_refs"] == 2).all()
     assert (gen["landmarks_source"] == "manifest").all() and (spe["status"] == "ok").all()
     assert spe["ids_ref_dlib"].notna().all()
-    assert summaries[1]["weights"]["name"] is None and "note" in summaries[1]["weights"]
+    assert summaries[1]["weights"]["name"] is None and summaries[1]["weights"]["untrained"] is True
+    assert "UNTRAINED" in summaries[1]["weights"]["note"]
     # a model that needs references has no generic mode
     s = evaluate(_cfg(testset, tmp_path / "r", model="ref_colormatch", config="paper", metrics=["psnr"]))
     assert [x["mode"] for x in s] == ["specific"]

@@ -123,3 +123,12 @@ def test_nonfinite_values_become_missing(lb_inputs, tmp_path):
     df, skipped = store.collect([tmp_path])
     assert skipped == []
     assert math.isnan(df[df["metric"] == "psnr"]["mean"].item())
+
+
+def test_untrained_runs_are_labelled_in_the_weights_column(lb_inputs, tmp_path):
+    s = _copy_run(lb_inputs["results"] / "dmdnet" / "celebref-x4" / "generic", tmp_path / "r")
+    d = json.loads(s.read_text())
+    d["weights"] = {"name": None, "sha256": None, "untrained": True, "note": "UNTRAINED (random-init) weights"}
+    s.write_text(json.dumps(d))
+    df, skipped = store.collect([tmp_path])
+    assert skipped == [] and (df["weights_name"] == "UNTRAINED (random init)").all()
