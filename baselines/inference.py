@@ -34,12 +34,12 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from baselines.base import RestorationModel
 from baselines.registry import UNTRAINED_NOTE, get_model_info, is_untrained, untrained_error
 from celebref.cliutil import UsageError, progress
 from celebref.imageio import ImageReadError, read_image, write_bytes_atomic, write_png
+from celebref.tensor_images import resize_uint8, to_tensor, to_uint8
 
 log = logging.getLogger("celebref.restore")
 
@@ -55,25 +55,6 @@ AUTO_ALIGNED_MAX_SIDE = 1024
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-def resize_square(img: np.ndarray, size: int) -> np.ndarray:
-    """Bicubic resize of an RGB uint8 image to (size, size) (antialiased when shrinking), rounded to uint8."""
-    if img.shape[0] == size and img.shape[1] == size:
-        return img
-    t = torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1)[None].float() / 255.0
-    t = F.interpolate(t, size=(size, size), mode="bicubic", align_corners=False, antialias=size < max(img.shape[:2]))
-    return to_uint8(t[0])
-
-
-def to_uint8(t: torch.Tensor) -> np.ndarray:
-    """(3, H, W) float in [0, 1] -> (H, W, 3) uint8."""
-    return (t.detach().float().clamp(0, 1) * 255.0).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-
-
-def to_tensor(imgs: list[np.ndarray], device) -> torch.Tensor:
-    arr = np.stack([np.ascontiguousarray(i) for i in imgs])
-    return torch.from_numpy(arr).permute(0, 3, 1, 2).to(device=device, dtype=torch.float32) / 255.0
-
-
 def list_images(path: Path) -> tuple[list[Path], list[str]]:
     """Image files of a folder (sorted, not recursive, hidden files left out) or the one file given; also the
     names of the folder's other files (ignored: not an image suffix)."""
@@ -237,7 +218,7 @@ class FaceRestorer:
         from baselines.landmarks import clamp_to_image, mean_face_landmarks
 
         s = self.size
-        face = resize_square(img, s)
+        face = resize_uint8(img, s)
         if faces is None and self.wants_landmarks:
             faces = find_faces(img, detector=self.detector, upsample=self.upsample)
         if faces:

@@ -28,11 +28,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from celebref.cliutil import UsageError, progress
 from celebref.imageio import ImageReadError, file_sha256, read_image, write_png
 from celebref.safepath import safe_component, safe_join
+from celebref.tensor_images import resize_uint8, to_tensor, to_uint8
 from evaluation.metrics import Batch, Metric, MetricOptions, MetricUnavailable, resolve_metrics
 from evaluation.results import RESTORED_DIR, ResultRun, build_summary
 
@@ -42,26 +42,6 @@ MODES = ("generic", "specific")
 
 
 # ----------------------------------------------------------------------------------------------- helpers
-def resize_uint8(img: np.ndarray, size: int) -> np.ndarray:
-    """Square bicubic resize (antialiased when shrinking) of an RGB uint8 image, rounded back to uint8."""
-    if img.shape[0] == size and img.shape[1] == size:
-        return img
-    t = torch.tensor(img).permute(2, 0, 1)[None].to(torch.float32) / 255.0
-    t = F.interpolate(t, size=(size, size), mode="bicubic", align_corners=False,
-                      antialias=size < max(img.shape[:2]))
-    return to_uint8(t[0])
-
-
-def to_uint8(t: torch.Tensor) -> np.ndarray:
-    """(3, H, W) float in [0, 1] -> (H, W, 3) uint8 (rounded, clamped)."""
-    return (t.detach().float().clamp(0, 1) * 255.0).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-
-
-def to_tensor(imgs: Sequence[np.ndarray], device: str) -> torch.Tensor:
-    arr = np.stack([np.ascontiguousarray(i) for i in imgs])
-    return torch.from_numpy(arr).permute(0, 3, 1, 2).to(device=device, dtype=torch.float32) / 255.0
-
-
 class _ImageCache:
     """A small LRU of decoded dataset images (references repeat across the test images of a person)."""
 

@@ -36,6 +36,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from celebref.dataset import FaceDataset
+from celebref.tensor_images import resize_uint8
 from degradations.pipeline import degrade_image, item_seed
 from degradations.presets import get_preset
 from degradations.training import OnTheFlyDegrader
@@ -60,19 +61,6 @@ def sample_seed(seed: int, image_id: str, epoch: int | None, purpose: str) -> in
     return item_seed(seed, f"{image_id}@{epoch}#{purpose}")
 
 
-def resize_image(img: np.ndarray, size: int) -> np.ndarray:
-    """uint8 (H, W, 3) -> (size, size, 3) with bicubic interpolation, antialiased when shrinking, rounded — the
-    resize `bench evaluate` applies to a test set's LQ for a model of another size
-    (:func:`evaluation.runner.resize_uint8`), so a model trains on inputs made the way it is tested."""
-    h, w = img.shape[:2]
-    if (h, w) == (size, size):
-        return img
-    t = torch.tensor(img).permute(2, 0, 1)[None].to(torch.float32) / 255.0
-    t = torch.nn.functional.interpolate(t, size=(size, size), mode="bicubic", align_corners=False,
-                                        antialias=size < max(h, w))
-    return t[0].clamp(0, 1).mul(255.0).round().to(torch.uint8).permute(1, 2, 0).numpy()
-
-
 def flip_landmarks(pts: np.ndarray, width: int) -> np.ndarray:
     """Landmarks of the horizontally mirrored image (x -> width - 1 - x, points permuted so that e.g. the left eye
     stays points 36-41)."""
@@ -84,11 +72,6 @@ def flip_landmarks(pts: np.ndarray, width: int) -> np.ndarray:
 def to_tensor(img: np.ndarray) -> torch.Tensor:
     """uint8 (H, W, 3) -> float32 (3, H, W) in [0, 1]."""
     return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float().div_(255.0)
-
-
-def to_uint8(t: torch.Tensor) -> np.ndarray:
-    """float (3, H, W) in [0, 1] -> uint8 (H, W, 3) (rounded, clipped)."""
-    return (t.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy())
 
 
 class _Images:
@@ -112,7 +95,7 @@ class _Images:
     def small(self, image_id: str) -> np.ndarray:
         img = self._small.get(image_id)
         if img is None:
-            img = resize_image(self.full(image_id), self.size)
+            img = resize_uint8(self.full(image_id), self.size)
             if self.cache:
                 self._small[image_id] = img
         return img
@@ -215,7 +198,7 @@ class FaceTrainingSet(Dataset):
             lq_full, _ = self.degrader(np.ascontiguousarray(hq_full), iid, epoch)
             hq = self.images.small(iid)
             hq = hq[:, ::-1] if flip else hq
-            lq = resize_image(lq_full, self.size)
+            lq = resize_uint8(lq_full, self.size)
         else:
             hq = self.images.small(iid)
             hq = np.ascontiguousarray(hq[:, ::-1]) if flip else hq
@@ -385,7 +368,7 @@ class ValidationSet:
             full = images.full(iid)
             s = item_seed(self.seed, iid)
             if degrade_at == "dataset":
-                lq = resize_image(degrade_image(full, self.preset, s)[0], self.size)
+                lq = resize_uint8(degrade_image(full, self.preset, s)[0], self.size)
             else:
                 lq = degrade_image(images.small(iid), self.preset, s)[0]
             item = {"image_id": iid, "epoch": None, "lq": to_tensor(lq), "hq": to_tensor(images.small(iid)),

@@ -15,7 +15,8 @@ import time
 import numpy as np
 import torch
 
-from baselines.training.data import ValidationSet, batch_to, to_uint8
+from baselines.training.data import ValidationSet, batch_to
+from celebref.tensor_images import to_uint8
 
 log = logging.getLogger(__name__)
 

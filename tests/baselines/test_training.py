@@ -19,6 +19,7 @@ from baselines.base import RestorationModel
 from baselines.registry import _MODELS as _REGISTERED
 from baselines.registry import ModelInfo, create_model, register_model
 from baselines.training import checkpoint as ckpt
+from celebref.tensor_images import resize_uint8
 from baselines.training.config import ConfigError, load_config, parse_config, replace
 from baselines.training.data import (
     FLIP_68,
@@ -27,7 +28,6 @@ from baselines.training.data import (
     ValidationSet,
     collate,
     flip_landmarks,
-    resize_image,
 )
 from baselines.training.discriminators import ComponentDiscriminators, PatchDiscriminator, component_rois
 from baselines.training.ema import ModelEMA
@@ -330,15 +330,6 @@ def test_samples_do_not_depend_on_order_or_workers(mini_dataset):
     assert torch.equal(later[1]["lq"], single[2]["lq"])
 
 
-def test_resize_is_the_one_bench_evaluate_uses():
-    from evaluation.runner import resize_uint8
-    from tests.helpers import tiny_image
-
-    for h, size in ((96, 32), (40, 64)):
-        img = tiny_image(h, h, seed=3)
-        assert np.array_equal(resize_image(img, size), resize_uint8(img, size))
-
-
 def test_step_sampler_epochs():
     s = iter(StepSampler(5, seed=0))
     first = [next(s) for _ in range(10)]
@@ -358,7 +349,7 @@ def test_validation_lq_matches_a_test_set_made_with_the_same_seed(mini_dataset):
                        references="required", need_landmarks=True, max_images=2)
     assert len(vs) == 2 and all(it["image_id"].split("_")[0] in ("00075", "00146") for it in vs.items)
     it = vs.items[0]
-    lq = resize_image(degrade_image(faces.read(it["image_id"]), "celebref-x8", item_seed(5, it["image_id"]))[0], 64)
+    lq = resize_uint8(degrade_image(faces.read(it["image_id"]), "celebref-x8", item_seed(5, it["image_id"]))[0], 64)
     assert torch.equal(it["lq"], torch.from_numpy(lq.transpose(2, 0, 1).copy()).float() / 255)
     assert it["refs"].shape[0] == 4
     assert [r for r in faces.references_of(it["image_id"])][:4]
