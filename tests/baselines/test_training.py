@@ -19,7 +19,6 @@ from baselines.base import RestorationModel
 from baselines.registry import _MODELS as _REGISTERED
 from baselines.registry import ModelInfo, create_model, register_model
 from baselines.training import checkpoint as ckpt
-from celebref.tensor_images import resize_uint8
 from baselines.training.config import ConfigError, load_config, parse_config, replace
 from baselines.training.data import (
     FLIP_68,
@@ -41,6 +40,7 @@ from baselines.training.losses import (
 )
 from baselines.training.schedule import lr_factor
 from baselines.training.trainer import Trainer
+from celebref.tensor_images import resize_uint8
 
 TEST_MODEL = "trainer-testnet"
 
