@@ -137,12 +137,12 @@ def _needs_references(model: str) -> bool:
     return bool(getattr(get_model_info(model).model_cls, "needs_references", False))
 
 
-def _has_reference_pairs(dataset: Path, split: str) -> bool:
-    """Whether some image of ``split`` has another image of the same person (what reference-based models need)."""
+def _splits_with_reference_pairs(dataset: Path) -> set[str]:
+    """The splits in which some image has another image of the same person (what reference-based models need)."""
     from celebref.dataset import FaceDataset
 
     ds = FaceDataset.load(dataset)
-    return any(ds.same_identity(i) for i in ds.image_ids(split))
+    return {split for split in ("train", "test") if any(ds.same_identity(i) for i in ds.image_ids(split))}
 
 
 def _run(report: DemoReport, name: str, argv: list[str], tool: str = "bench") -> int:
@@ -185,9 +185,9 @@ def run_demo(out: Path, source: Path | None = None, *, steps: int = 60, device: 
             testsets.append(t)
     results = out / "results"
     checkpoints: dict[str, Path] = {}
-    with_refs = _has_reference_pairs(dataset, "train")
+    with_refs = _splits_with_reference_pairs(dataset)
     for model in TRAINED_MODELS:
-        if not with_refs and _needs_references(model):
+        if "train" not in with_refs and _needs_references(model):
             report.notes.append(f"{model}: needs references, but no person has two training photos here; skipped")
             continue
         run_dir = out / "train" / model
@@ -212,7 +212,7 @@ def run_demo(out: Path, source: Path | None = None, *, steps: int = 60, device: 
                 "evaluate", *q, "--model", model, "--weights", str(ckpt), "--testset", str(t), "--out", str(results),
                 "--device", device, "--mode", "auto", "--eval-size", "testset"])
         for model in TRIVIAL_MODELS:
-            if _needs_references(model) and not _has_reference_pairs(dataset, "test"):
+            if _needs_references(model) and "test" not in with_refs:
                 report.notes.append(f"{model} on {t.name}: needs references, but no test person has another photo; "
                                     "skipped")
                 continue
