@@ -13,6 +13,21 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+_CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+
+
+def conv_weights_to(model: nn.Module, memory_format: torch.memory_format) -> nn.Module:
+    """Put the 4-D weights of the convolution layers (``weight``, or spectral norm's ``weight_orig``) in
+    ``memory_format``; every other tensor keeps its order. ``model.to(memory_format=...)`` would also convert 4-D
+    dictionary atoms (DMDNet, DFDNet), whose flattening in the dictionary reads would then copy them on every
+    forward (~0.3 s per 512 face for DMDNet). In place; returns ``model``."""
+    for mod in model.modules():
+        if isinstance(mod, _CONV_TYPES):
+            for name, t in list(mod.named_parameters(recurse=False)) + list(mod.named_buffers(recurse=False)):
+                if t.dim() == 4:
+                    t.data = t.data.contiguous(memory_format=memory_format)
+    return model
+
 
 class RestorationModel(nn.Module):
     """Base class of the model zoo. Subclasses implement :meth:`restore` and declare what they need."""

@@ -41,6 +41,7 @@ from baselines.dmdnet_blocks import (
     attention_block,
     crop_resize,
     init_spectral_norm,
+    lrelu,
     read_per_sample_dictionary,
     read_shared_dictionary,
     sn_conv,
@@ -157,7 +158,7 @@ class DMDNet(SpectralNormModel, RestorationModel):
         self.up3 = StyledUpBlock(ngf, ngf)
         self.up4 = nn.Sequential(
             sn_conv(ngf, ngf),
-            nn.LeakyReLU(0.2),
+            lrelu(),
             UpResBlock(ngf),
             UpResBlock(ngf),
             sn_conv(ngf, 3),

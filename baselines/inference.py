@@ -38,6 +38,7 @@ import torch
 from baselines.base import RestorationModel
 from baselines.registry import UNTRAINED_NOTE, get_model_info, is_untrained, untrained_error
 from celebref.cliutil import UsageError, progress
+from celebref.cpu_allocator import reuse_freed_memory
 from celebref.imageio import ImageReadError, read_image, write_bytes_atomic, write_png
 from celebref.tensor_images import resize_uint8, to_tensor, to_uint8
 
@@ -394,6 +395,7 @@ def restore_folder(model: str | RestorationModel, input: str | Path, out: str | 
                          "the inputs)")
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
+    allocator = reuse_freed_memory() if torch.device(device).type == "cpu" else None
     if isinstance(model, str):
         from baselines import create_model
 
@@ -469,6 +471,7 @@ def restore_folder(model: str | RestorationModel, input: str | Path, out: str | 
         "weights": wrec,
         "mode": mode,
         "device": str(device),
+        **({"cpu_allocator": allocator} if allocator else {}),
         "seed": seed,
         "options": {"aligned": aligned, "detector": detector, "upsample": upsample, "feather": feather,
                     "model_size": restorer.size, "max_refs": max_refs},

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 import yaml
 
-from baselines.base import RestorationModel
+from baselines.base import RestorationModel, conv_weights_to
 
 CHECKPOINT_FORMAT = "celebref.checkpoint/1"
 
@@ -200,5 +200,5 @@ def create_model(
     model.weights_record = record
     model = model.to(device)
     if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        conv_weights_to(model, torch.channels_last)
     return model.eval()

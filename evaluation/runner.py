@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from celebref.cliutil import UsageError, progress
+from celebref.cpu_allocator import reuse_freed_memory
 from celebref.imageio import ImageReadError, file_sha256, read_image, write_png
 from celebref.safepath import safe_component, safe_join
 from celebref.tensor_images import resize_uint8, to_tensor, to_uint8
@@ -243,8 +244,10 @@ def evaluate(cfg: EvaluateConfig) -> list[dict]:
         ds = ts.dataset
     except TestSetError as e:
         raise UsageError(str(e)) from e
+    allocator = reuse_freed_memory() if torch.device(cfg.device).type == "cpu" else None
     try:
-        model = create_model(cfg.model, config=cfg.config, weights=cfg.weights, device=cfg.device)
+        model = create_model(cfg.model, config=cfg.config, weights=cfg.weights, device=cfg.device,
+                             channels_last=True)  # NHWC convolutions, as bench restore
     except KeyError as e:
         raise UsageError(str(e.args[0] if e.args else e)) from e
     untrained = is_untrained(model)
@@ -269,6 +272,8 @@ def evaluate(cfg: EvaluateConfig) -> list[dict]:
         "testset": testset_header(ts),
         "sizes": {"testset": s_test, "model_input": s_model, "scored": s_eval},
     }
+    if allocator:
+        header_common["cpu_allocator"] = allocator
     if cfg.name and cfg.name != cfg.model:
         header_common["label"] = cfg.name
     if untrained:
@@ -322,7 +327,7 @@ def _evaluate_mode(cfg: EvaluateConfig, mode: str, ts, ds, model, provider, imag
     header = {**header_common, "mode": mode, "landmarks": cfg.lq_landmarks if wants_landmarks else None,
               "max_refs": cfg.max_refs}
     header = {k: header[k] for k in ("model", "model_config", "weights", "mode", "testset", "label", "sizes",
-                                     "landmarks", "max_refs") if k in header}
+                                     "landmarks", "max_refs", "cpu_allocator") if k in header}
     return finish(run, scorer=scorer, image_ids=image_ids, header=header, pred_loader=pred_item,
                   gt_items=gt_item, started=started, device=cfg.device,
                   bootstrap_resamples=cfg.bootstrap_resamples, seed=cfg.seed, quiet=cfg.quiet)

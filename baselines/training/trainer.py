@@ -43,6 +43,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
+from baselines.base import conv_weights_to
 from baselines.registry import CHECKPOINT_FORMAT, create_model, get_model_info, resolve_config
 from baselines.training import checkpoint as ckpt
 from baselines.training import distributed as ddp
@@ -59,6 +60,7 @@ from baselines.training.losses import (
     l1_loss,
 )
 from baselines.training.schedule import WarmupCosine, lr_factor, make_scheduler
+from celebref.cpu_allocator import reuse_freed_memory
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +160,7 @@ class Trainer:
         info, model_cfg = resolve_model(cfg)
         self.info = info
         self.dist, self.device = ddp.setup(torch.device(device or resolve_device(cfg.device)))
+        self.cpu_allocator = reuse_freed_memory() if self.device.type == "cpu" else None
         self.is_main = self.dist.is_main
         try:
             self._build(cfg, model_cfg, resume)
@@ -184,7 +187,7 @@ class Trainer:
         _seed_all(cfg.seed)
         self.model = create_model(cfg.model, model_cfg, device=self.device).train()
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
-        self.model.to(memory_format=self.memory_format)
+        conv_weights_to(self.model, self.memory_format)
         self.size = self.model.input_size
         if cfg.data.size is not None and cfg.data.size != self.size:
             raise ConfigError(f"data.size: {cfg.data.size} differs from the input size {self.size} of "
@@ -673,6 +676,7 @@ class Trainer:
             "train_seconds_this_run": r.train_seconds,
             "cpu_seconds": r.cpu_seconds,
             "device": str(self.device),
+            **({"cpu_allocator": self.cpu_allocator} if self.cpu_allocator else {}),
             "world_size": self.dist.world_size,
             "batch_size": {"global": self.cfg.batch_size, "per_rank": self.local_batch},
             "torch_threads": torch.get_num_threads(),

@@ -178,6 +178,33 @@ def test_training_outputs_and_gradients():
     assert "__deepcopy__" not in model.__dict__ and "__deepcopy__" not in ema.__dict__
 
 
+def test_in_place_activations_and_residuals_change_nothing():
+    """LReLU, residual adds and the SFT modulation run in place (fewer full-size tensors at 512): the outputs equal
+    an out-of-place copy bit for bit, with and without autograd, and so do the gradients."""
+    torch.manual_seed(0)
+    model = DMDNet(TINY).train()
+    ref = copy.deepcopy(model)
+    for m in ref.modules():
+        if isinstance(m, torch.nn.LeakyReLU):
+            m.inplace = False
+    assert any(isinstance(m, torch.nn.LeakyReLU) and m.inplace for m in model.modules())
+    g = torch.Generator().manual_seed(1)
+    lq = torch.rand(2, 3, 128, 128, generator=g) * 2 - 1
+    boxes = model.boxes(torch.from_numpy(mean_face_landmarks(128))[None].repeat(2, 1, 1))
+    out, out_ref = model(lq, boxes)["generic"], ref(lq, boxes)["generic"]
+    assert torch.equal(out, out_ref)
+    out.square().mean().backward()
+    out_ref.square().mean().backward()
+    for (name, p), p_ref in zip(model.named_parameters(), ref.parameters(), strict=True):
+        assert (p.grad is None) == (p_ref.grad is None) and (p.grad is None or torch.equal(p.grad, p_ref.grad)), name
+    model.eval()
+    with torch.no_grad():  # in-place SFT modulation ...
+        fast = model(lq, boxes)["generic"]
+    assert torch.equal(fast, model(lq, boxes)["generic"])  # ... equals the autograd path's out-of-place one
+    with torch.no_grad():
+        assert torch.equal(fast, ref.eval()(lq, boxes)["generic"])
+
+
 def test_input_validation(tiny):
     lq, lms, refs, ref_lms = _inputs(2, n_refs=(1, 1))
     with pytest.raises(ValueError, match="128x128"):

@@ -13,6 +13,7 @@ import torch
 
 from baselines import create_model
 from baselines.inference import face_mask, find_faces, paste_back, restore_folder
+from celebref.cpu_allocator import reuse_freed_memory
 from celebref.imageio import file_sha256, read_image, write_png
 from evaluation.cli import main as bench
 from tests import helpers
@@ -77,6 +78,7 @@ def test_manifest_records_everything(run):
     assert m["weights"]["status"] == "random init" and m["weights"]["untrained"] and "UNTRAINED" in m["weights"]["warning"]
     assert m["counts"] == {"images": 4, "ok": 2, "skipped": 2, "failed": 0, "faces_restored": 3}
     assert m["ignored_files"] == ["notes.txt"]
+    assert m["device"] == "cpu" and m["cpu_allocator"] == reuse_freed_memory()
     rows = _rows(m)
     assert rows["aligned.png"]["kind"] == "aligned" and rows["aligned.png"]["landmarks_source"] in ("detected",
                                                                                                       "mean_face")

@@ -52,6 +52,12 @@ def test_channels_last_weights_give_the_same_restoration(name):
     torch.manual_seed(0)
     b = create_model(name, "tiny", channels_last=True)
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+    conv_tensors = {id(t) for m in b.modules() if isinstance(m, torch.nn.Conv2d)
+                    for t in [*m.parameters(recurse=False), *m.buffers(recurse=False)]}
+    for name, t in [*b.named_parameters(), *b.named_buffers()]:
+        if t.dim() == 4:  # conv weights NHWC; anything else (dictionary atoms) untouched: flattening must not copy
+            fmt = torch.channels_last if id(t) in conv_tensors else torch.contiguous_format
+            assert t.is_contiguous(memory_format=fmt), name
     lq, kwargs = _inputs(a, torch.Generator().manual_seed(1))
     with torch.no_grad():
         assert torch.allclose(a.restore(lq, **kwargs), b.restore(lq, **kwargs), atol=1e-5)

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from celebref.cliutil import UsageError
+from celebref.cpu_allocator import reuse_freed_memory
 from celebref.imageio import read_image, write_png
 from evaluation import functional as fn
 from evaluation.metrics import MetricOptions
@@ -59,6 +60,7 @@ def test_results_follow_the_contract(bicubic_run, testset):
     for k in ("format", "model", "model_config", "weights", "mode", "testset", "n_images", "n_scored", "metrics",
               "unavailable", "failures", "created", "versions", "device", "seconds"):
         assert k in s, k
+    assert s["cpu_allocator"] == reuse_freed_memory()  # what the CPU run ran with
     ts = TestSet.load(testset)
     assert s["format"] == "celebref.summary/1" and s["model"] == "bicubic" and s["model_config"] == "paper"
     assert s["testset"]["hash"] == ts.hash and s["testset"]["dataset_hash"] == ts.dataset_hash
