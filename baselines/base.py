@@ -23,7 +23,7 @@ def conv_weights_to(model: nn.Module, memory_format: torch.memory_format) -> nn.
     forward (~0.3 s per 512 face for DMDNet). In place; returns ``model``."""
     for mod in model.modules():
         if isinstance(mod, _CONV_TYPES):
-            for name, t in list(mod.named_parameters(recurse=False)) + list(mod.named_buffers(recurse=False)):
+            for t in [*mod.parameters(recurse=False), *mod.buffers(recurse=False)]:
                 if t.dim() == 4:
                     t.data = t.data.contiguous(memory_format=memory_format)
     return model
