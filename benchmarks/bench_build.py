@@ -53,15 +53,28 @@ def peer_script(paths: list[Path]) -> tuple[float, int]:
     return time.perf_counter() - t0, n_faces
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def photo_parser(doc: str) -> argparse.ArgumentParser:
+    """The flags every build benchmark takes: --faces (the shared photos) and --n (how many)."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--faces", type=Path, default=ROOT.parent / "shared" / "data" / "faces")
     ap.add_argument("--n", type=int, default=40, help="photos (default 40)")
+    return ap
+
+
+def shared_photos_found(faces: Path) -> bool:
+    """True when ``faces`` holds the shared photos (manifest.csv); says so on stderr otherwise."""
+    os.environ.setdefault("CELEBREF_PROGRESS", "0")
+    if (faces / "manifest.csv").is_file():
+        return True
+    print(f"shared photos not found at {faces}", file=sys.stderr)
+    return False
+
+
+def main(argv=None) -> int:
+    ap = photo_parser(__doc__)
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args(argv)
-    os.environ.setdefault("CELEBREF_PROGRESS", "0")
-    if not (args.faces / "manifest.csv").is_file():
-        print(f"shared photos not found at {args.faces}", file=sys.stderr)
+    if not shared_photos_found(args.faces):
         return 2
     from celebref.build import build_dataset, parse_config
 

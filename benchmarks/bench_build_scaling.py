@@ -17,7 +17,6 @@ The photos are symlinked into a temporary folder (nothing is copied into the rep
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -28,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_build import pick_photos
+from benchmarks.bench_build import photo_parser, pick_photos, shared_photos_found
 
 
 def run_one(src: Path, out: Path, kind: str, workers: int, shard_size: int) -> dict:
@@ -82,15 +81,11 @@ def amdahl(s: float, w: int) -> float:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--faces", type=Path, default=ROOT.parent / "shared" / "data" / "faces")
-    ap.add_argument("--n", type=int, default=40, help="photos (default 40)")
+    ap = photo_parser(__doc__)
     ap.add_argument("--json", type=Path, default=None, help="also write the results as JSON")
     ap.add_argument("--shard-size", type=int, default=2, help="runner.shard_size (default 2: enough tasks to balance)")
     args = ap.parse_args(argv)
-    os.environ.setdefault("CELEBREF_PROGRESS", "0")
-    if not (args.faces / "manifest.csv").is_file():
-        print(f"shared photos not found at {args.faces}", file=sys.stderr)
+    if not shared_photos_found(args.faces):
         return 2
     import celebref.build._preload  # noqa: F401 - warm this process too (the inline 1-worker run), 1 BLAS thread
 

@@ -40,7 +40,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-AUTHORS = {"generic": 2.7, "specific5": 9.5, "rss_gb": 2.3, "threads": 2,
+AUTHORS = {"generic": 2.7, "specific5": 9.5, "rss_gb": 2.3,
            "source": "issue 6: authors' implementation, same 2-core CPU, torch 2.14.1 (quoted, not measured here)"}
 N_REFS = 5
 STAGES = ("encoder E_lq", "dictionary building (E_hq + K/V)", "reading (query, read, mask, AdaIN, attention)",
@@ -341,10 +341,13 @@ def render(pairs: list[tuple[dict, dict | None]], repeats: int, authors_code: Pa
               "M_MMAP_MAX=0, M_TRIM_THRESHOLD=2GiB, so full-size activations are not page-faulted again on every "
               "layer); 'glibc default' is the same process with CELEBREF_CPU_ALLOCATOR=default. Both "
               "implementations run under the same setting in each row."), ""]
-    for ours, _ in pairs:
+    for ours, theirs in pairs:
         if ours.get("flops"):
             lines.append(f"- {ours['mode']}, {ours['threads']} thread(s), {_alloc(ours)}: "
                          f"{ours['flops'] / 1e9:.0f} GFLOP per forward (counted on the meta device).")
+        if theirs is not None:
+            lines.append(f"- {ours['mode']}, {_alloc(ours)}: model construction + checkpoint load "
+                         f"{ours['build_s']:.1f} s ours, {theirs['build_s']:.1f} s authors'.")
         if ours["cached_dictionary_s"] is not None:
             lines.append(f"- specific, {ours['threads']} thread(s), {_alloc(ours)}, dictionary already cached "
                          f"(bench restore, further faces with the same --refs): {ours['cached_dictionary_s']:.2f} s.")

@@ -31,7 +31,7 @@ _state: str | None = None
 
 def reuse_freed_memory() -> str:
     """Apply the glibc settings once per process; returns what the process runs with (for manifests):
-    ``"glibc heap reuse (M_MMAP_MAX=0, M_TRIM_THRESHOLD=2GiB)"`` or ``"default (<why>)"``."""
+    ``"glibc heap reuse (M_MMAP_MAX=0, M_TRIM_THRESHOLD=2GiB)"``, ``"partial (...)"`` or ``"default (<why>)"``."""
     global _state
     if _state is not None:
         return _state
@@ -42,11 +42,13 @@ def reuse_freed_memory() -> str:
     else:
         try:
             libc = ctypes.CDLL("libc.so.6")
-            ok = libc.mallopt(M_MMAP_MAX, 0) == 1 and libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES) == 1
+            refused = [name for name, param, value in (("M_MMAP_MAX", M_MMAP_MAX, 0),
+                                                       ("M_TRIM_THRESHOLD", M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES))
+                       if libc.mallopt(param, value) != 1]
         except (OSError, AttributeError) as e:
-            ok, why = False, f"{type(e).__name__}: {e}"
-        else:
-            why = "mallopt refused"
-        _state = "glibc heap reuse (M_MMAP_MAX=0, M_TRIM_THRESHOLD=2GiB)" if ok else f"default ({why})"
+            _state = f"default ({type(e).__name__}: {e})"
+        else:  # what was set stays set: the record says exactly which setting did not take
+            _state = ("glibc heap reuse (M_MMAP_MAX=0, M_TRIM_THRESHOLD=2GiB)" if not refused
+                      else f"partial (mallopt refused {', '.join(refused)})")
     log.debug("CPU allocator: %s", _state)
     return _state

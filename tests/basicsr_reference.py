@@ -17,13 +17,18 @@ def _bgr2ycbcr_y(img_u8_rgb: np.ndarray) -> np.ndarray:
     return (y[..., None] * 255.0)
 
 
-def basicsr_psnr(a: np.ndarray, b: np.ndarray, crop_border: int = 0, test_y_channel: bool = False) -> float:
+def _prepare(a: np.ndarray, b: np.ndarray, crop_border: int, test_y_channel: bool):
+    """BasicSR's common input handling: crop the border, optionally keep Y only, then float64."""
     if crop_border:
         a = a[crop_border:-crop_border, crop_border:-crop_border]
         b = b[crop_border:-crop_border, crop_border:-crop_border]
     if test_y_channel:
         a, b = _bgr2ycbcr_y(a), _bgr2ycbcr_y(b)
-    a, b = a.astype(np.float64), b.astype(np.float64)
+    return a.astype(np.float64), b.astype(np.float64)
+
+
+def basicsr_psnr(a: np.ndarray, b: np.ndarray, crop_border: int = 0, test_y_channel: bool = False) -> float:
+    a, b = _prepare(a, b, crop_border, test_y_channel)
     mse = np.mean((a - b) ** 2)
     return float("inf") if mse == 0 else 10.0 * np.log10(255.0 * 255.0 / mse)
 
@@ -43,10 +48,5 @@ def _basicsr_ssim_plane(img, img2):
 
 
 def basicsr_ssim(a: np.ndarray, b: np.ndarray, crop_border: int = 0, test_y_channel: bool = False) -> float:
-    if crop_border:
-        a = a[crop_border:-crop_border, crop_border:-crop_border]
-        b = b[crop_border:-crop_border, crop_border:-crop_border]
-    if test_y_channel:
-        a, b = _bgr2ycbcr_y(a), _bgr2ycbcr_y(b)
-    a, b = a.astype(np.float64), b.astype(np.float64)
+    a, b = _prepare(a, b, crop_border, test_y_channel)
     return float(np.mean([_basicsr_ssim_plane(a[..., i], b[..., i]) for i in range(a.shape[2])]))

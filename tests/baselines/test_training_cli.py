@@ -73,7 +73,7 @@ def test_train_command_trains_resumes_and_refuses_a_changed_config(mini_dataset,
     assert (out / "checkpoints" / "last.pt").is_file() and (out / "summary.json").is_file()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["model"] == TEST_MODEL and summary["step"] == 2 and "psnr_bicubic" in summary["val"]
-    assert summary["device"] == "cpu" and summary["cpu_allocator"].startswith(("glibc heap reuse", "default ("))
+    assert summary["device"] == "cpu" and summary["cpu_allocator"].startswith(("glibc heap reuse", "partial (", "default ("))
     # rerunning continues from the checkpoint: two more steps
     assert main(["train", "--config", cfg, "--steps", "4", "-q"]) == 0
     assert "resumed from step 2" in capsys.readouterr().out

@@ -20,7 +20,6 @@ from celebref.build import build_dataset, parse_config
 from celebref.cli import main as celebref_main
 from celebref.dataset import MANIFEST_COLUMNS, FaceDataset
 from celebref.imageio import file_sha256, read_image
-from tests.celebref import build_support
 from tests.celebref.build_support import SMALL_CFG, link_tree, reencoded_copy, shared_rows
 from tests.helpers import PROJECT_ROOT
 
@@ -143,16 +142,6 @@ def test_quality_filters_reject_known_bad_photos(shared_faces, tmp_path):
     # NIQE is recorded when evaluation.niqe and its parameters are present, else marked unavailable
     assert m["niqe_status"].notna().all()
     assert (m["niqe"].notna() == (m["niqe_status"] == "ok")).all()
-
-
-@pytest.fixture(scope="module")
-def small_sources(celebref_examples, shared_faces, tmp_path_factory):
-    return build_support.small_sources(celebref_examples, shared_faces, tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def small_built(small_sources, tmp_path_factory):
-    return build_support.small_local_build(small_sources, tmp_path_factory)
 
 
 _CHILD = r"""

@@ -6,7 +6,6 @@ neighbour graph agrees with exact clustering on the labelled shared faces and on
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -31,18 +30,8 @@ def dask_cluster():
     ex.close()
 
 
-@pytest.fixture(scope="module")
-def small_sources(celebref_examples, shared_faces, tmp_path_factory):
-    return build_support.small_sources(celebref_examples, shared_faces, tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def small_local(small_sources, tmp_path_factory):
-    return build_support.small_local_build(small_sources, tmp_path_factory)
-
-
-def test_dask_build_identical_to_local_despite_worker_failures(dask_cluster, small_sources, small_local, tmp_path):
-    m = small_local.manifest
+def test_dask_build_identical_to_local_despite_worker_failures(dask_cluster, small_sources, small_built, tmp_path):
+    m = small_built.manifest
     faces_item = sorted(m.loc[m["face_index"].fillna(-1) >= 0, "source_sha256"])[0]
     embed_item = sorted(m.loc[m["kept"], "source_sha256"])[-1]
     markers = tmp_path / "markers"
@@ -53,13 +42,13 @@ def test_dask_build_identical_to_local_despite_worker_failures(dask_cluster, sma
     n_events = len(dask_cluster.events)
     r = build_dataset(small_sources, tmp_path / "dask", parse_config(SMALL_CFG), executor=ex)
     # the same dataset as the local executor: every row and value, the tables, the image bytes
-    pd.testing.assert_frame_equal(r.manifest, small_local.manifest)
-    pd.testing.assert_frame_equal(r.identities, small_local.identities)
-    pd.testing.assert_frame_equal(r.references, small_local.references)
-    assert r.info["dataset_hash"] == small_local.info["dataset_hash"]
-    assert build_support.image_hashes(r.out) == build_support.image_hashes(small_local.out)
+    pd.testing.assert_frame_equal(r.manifest, small_built.manifest)
+    pd.testing.assert_frame_equal(r.identities, small_built.identities)
+    pd.testing.assert_frame_equal(r.references, small_built.references)
+    assert r.info["dataset_hash"] == small_built.info["dataset_hash"]
+    assert build_support.image_hashes(r.out) == build_support.image_hashes(small_built.out)
     pd.testing.assert_frame_equal(pd.read_parquet(r.out / "manifest.parquet"),
-                                  pd.read_parquet(small_local.out / "manifest.parquet"))
+                                  pd.read_parquet(small_built.out / "manifest.parquet"))
     # both failures happened on the workers, were retried once and are recorded in build.json
     assert attempts_of(markers, "faces", faces_item) == 2 and attempts_of(markers, "embed", embed_item) == 2
     events = r.info["executor"]["events"]
