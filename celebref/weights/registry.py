@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from celebref.safepath import check_relative, safe_extract
+from celebref.safepath import ArchiveError, check_relative, safe_extract
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +110,9 @@ class WeightsEntry:
     kind: str = "file"
     #: for zip-dir: files that must exist in the folder, as (name, sha256 or None)
     members: tuple[tuple[str, str | None], ...] = ()
+    #: a check of what the file holds (:data:`celebref.weights.content.CHECKS`), run before it is installed;
+    #: set where no full sha256 is published so that a wrong file is refused at import, not at first use
+    content: str | None = None
     origin: str = ""
     notes: str = ""
 
@@ -119,12 +122,17 @@ class WeightsEntry:
 
     @property
     def verification(self) -> str:
+        """How a file is checked: the published hash, else its content (see ``content``), else nothing."""
         if self.sha256:
             return "sha256"
         if self.sha256_prefix:
             return f"sha256 prefix {self.sha256_prefix}"
         if self.size:
             return f"size {self.size}"
+        if self.content:
+            from celebref.weights.content import DESCRIPTIONS
+
+            return f"content: {DESCRIPTIONS.get(self.content, self.content)}"
         return "none published"
 
     @property
@@ -301,6 +309,19 @@ def verify_file(entry: WeightsEntry, path: Path) -> str:
     return digest
 
 
+def verify_content(entry: WeightsEntry, path: Path) -> None:
+    """Run the entry's content check (if any) on ``path``; raises :class:`WeightsVerificationError` naming the
+    file and the first differences. Used on import/fetch, before anything is put into the cache."""
+    if not entry.content:
+        return
+    from celebref.weights.content import ContentError, check
+
+    try:
+        check(entry.content, path)
+    except ContentError as e:
+        raise WeightsVerificationError(f"{entry.name}: {path}: {e}; nothing was installed") from None
+
+
 # ----------------------------------------------------------------------------------------------- lookup
 def status(name: str) -> WeightsStatus:
     entry = get_entry(name)
@@ -356,7 +377,10 @@ def _install(entry: WeightsEntry, src: Path, *, move: bool) -> Path:
             else:
                 if entry.sha256 and sha256_file(src) != entry.sha256:
                     raise WeightsVerificationError(f"{entry.name}: sha256 of {src} is not the published {entry.sha256}")
-                safe_extract(src, staging)
+                try:
+                    safe_extract(src, staging)
+                except ArchiveError as e:
+                    raise WeightsVerificationError(f"{entry.name}: {e}; nothing was installed") from None
             root = staging
             # a zip may hold the members directly or inside one top folder
             names = [m for m, _ in entry.members]
@@ -365,6 +389,7 @@ def _install(entry: WeightsEntry, src: Path, *, move: bool) -> Path:
                 if len(subdirs) == 1 and all((subdirs[0] / m).is_file() for m in names):
                     root = subdirs[0]
             verify_file(entry, root)
+            verify_content(entry, root)
             if dest.exists():
                 shutil.rmtree(dest)
             os.replace(root, dest)
@@ -372,6 +397,7 @@ def _install(entry: WeightsEntry, src: Path, *, move: bool) -> Path:
             shutil.rmtree(staging, ignore_errors=True)
         return dest
     verify_file(entry, src)
+    verify_content(entry, src)
     tmp = dest.with_name(f".{dest.name}.partial")
     if move:
         shutil.move(str(src), tmp)
@@ -398,8 +424,9 @@ def import_file(name: str, path: str | os.PathLike) -> Path:
             with bz2.open(src, "rb") as f_in, open(out, "wb") as f_out:
                 shutil.copyfileobj(f_in, f_out)
             return _install(entry, out, move=True)
-    if entry.verification == "none published":
-        log.warning("%s: no hash or size is published upstream; recording sha256 %s", name, fingerprint(src))
+    if not (entry.sha256 or entry.sha256_prefix or entry.size) and entry.kind == "file":
+        log.warning("%s: no hash or size is published upstream; checking its content and recording sha256 %s",
+                    name, fingerprint(src))
     return _install(entry, src, move=False)
 
 

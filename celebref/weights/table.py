@@ -2,8 +2,10 @@
 
 Hashes: ``sha256`` is a full digest either published upstream or computed by us from the copy that ships in a
 pinned package (noted per entry); ``sha256_prefix`` is the digest prefix an upstream embeds in the file name
-(torchvision, pytorch-fid and pyiqa all use the sha256 prefix). Where neither exists the entry says so and
-``bench weights import`` records the digest of the user's copy in every manifest that uses it.
+(torchvision, pytorch-fid and pyiqa all use the sha256 prefix). Where neither exists the entry names a
+``content`` check (:mod:`celebref.weights.content`: keys and shapes of the architecture, or the expected arrays)
+that ``bench weights import`` / ``fetch`` run before installing, and the digest of the user's copy is recorded in
+every manifest that uses it.
 """
 
 from celebref.weights.registry import PypiArchiveSource, WeightsEntry, register
@@ -109,6 +111,7 @@ register(WeightsEntry(
 ))
 register(WeightsEntry(
     name="arcface-resnet18",
+    content="arcface-resnet18",
     filename="arcface_resnet18.pth",
     description="ArcFace ResNet-18 (128x128 grey input) used by GFPGAN's identity loss and VQFR/RestoreFormer ID metric",
     license="Apache-2.0 (GFPGAN release asset)",
@@ -120,6 +123,7 @@ register(WeightsEntry(
 ))
 register(WeightsEntry(
     name="facexlib-awing-wflw",
+    content="awing-fan-4hg-98",
     filename="alignment_WFLW_4HG.pth",
     description="AWing FAN, 98 WFLW landmarks (VQFR's landmark distance)",
     license="facexlib release (MIT code; WFLW-trained weights)",
@@ -198,6 +202,7 @@ register(WeightsEntry(
 ))
 register(WeightsEntry(
     name="ffhq512-fid-stats-clean",
+    content="fid-stats-npz-2048",
     filename="ffhq_clean_trainval70k_512.npz",
     description="FFHQ 70k at 512, clean-fid Inception statistics (mu, sigma), as used by pyiqa/ReF-LDM",
     license="statistics of FFHQ (CC BY-NC-SA 4.0)",
@@ -236,6 +241,7 @@ register(WeightsEntry(
 ))
 register(WeightsEntry(
     name="niqe-pyiqa",
+    content="niqe-mat-36",
     filename="niqe_modelparameters.mat",
     description="NIQE pristine model as used by pyiqa 'niqe'",
     license="pyiqa weights (PolyForm-Noncommercial-1.0.0 for pyiqa)",
@@ -259,6 +265,7 @@ register(WeightsEntry(
 # ---------------------------------------------------------------- official restoration checkpoints
 register(WeightsEntry(
     name="dmdnet-official",
+    content="dmdnet-paper",
     filename="DMDNet.pth",
     description="DMDNet (TPAMI 2022) official checkpoint: state_dict incl. generic dictionary buffers",
     license="CC BY-NC-SA 4.0 (DMDNet README)",
@@ -268,6 +275,7 @@ register(WeightsEntry(
 ))
 register(WeightsEntry(
     name="asffnet512-official",
+    content="asffnet512-paper",
     filename="ASFFNet512.pth",
     description="ASFFNet re-implemented at 512 by the authors (state dict under 'params')",
     license="authors' release, non-commercial research (no licence file; sibling repos use CC BY-NC-SA 4.0)",
@@ -278,6 +286,7 @@ register(WeightsEntry(
 ))
 register(WeightsEntry(
     name="dfdnet-official",
+    content="dfdnet-paper",
     filename="latest_net_G.pth",
     description="DFDNet (ECCV 2020) official generator (checkpoints/facefh_dictionary/latest_net_G.pth)",
     license="CC BY-NC-SA 4.0 (DFDNet README)",
@@ -288,6 +297,7 @@ register(WeightsEntry(
 ))
 register(WeightsEntry(
     name="dfdnet-dictionary512",
+    content="dfdnet-dictionary-512",
     filename="DictionaryCenter512.zip",
     kind="zip-dir",
     members=(

@@ -243,12 +243,11 @@ def test_state_dict_and_checkpoint_round_trip(tmp_path, tiny):
 
 def test_pretrained_registry_path_with_imported_file(tmp_path, isolated_weights, tiny):
     """The whole `--weights dmdnet-official` path (weights cache, filter, strict load, record) with a stand-in file:
-    a tiny model's state dict saved DataParallel-style (the real file implies config 'paper')."""
-    from celebref.weights import import_file
-
-    path = tmp_path / "DMDNet.pth"
+    a tiny model's state dict saved DataParallel-style (the real file implies config 'paper'). Put into the cache
+    directly: `bench weights import` refuses a file without the paper layout (tests/celebref/test_weights.py)."""
+    path = isolated_weights / "DMDNet.pth"
+    path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(OrderedDict(("module." + k, v) for k, v in tiny.state_dict().items()), path)
-    import_file("dmdnet-official", path)
     loaded = create_model("dmdnet", "tiny", weights="dmdnet-official")
     assert loaded.weights_record["name"] == "dmdnet-official" and len(loaded.weights_record["sha256"]) == 64
     assert torch.equal(loaded.up4[4].weight_orig, tiny.up4[4].weight_orig)

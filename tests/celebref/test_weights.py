@@ -226,3 +226,111 @@ def test_niqe_params_fetchable_from_pypi_entry_is_pinned():
     e = weights.get_entry("niqe-basicsr")
     assert e.pypi_archive is not None and e.pypi_archive.url.startswith("https://files.pythonhosted.org/")
     assert len(e.pypi_archive.archive_sha256) == 64 and e.fetchable
+
+
+# ------------------------------------------------------------------- content checks for entries without a hash
+NO_HASH = ("arcface-resnet18", "asffnet512-official", "dfdnet-dictionary512", "dfdnet-official", "dmdnet-official",
+           "facexlib-awing-wflw", "ffhq512-fid-stats-clean", "niqe-pyiqa")
+
+
+def _bench(argv):
+    from evaluation.cli import main
+
+    return main(argv)
+
+
+def _nothing_installed(name: str, cache: Path) -> None:
+    assert weights.locate(name) is None
+    assert not cache.exists() or not [p for p in cache.iterdir() if not p.name.startswith(".verified")]
+
+
+def test_every_entry_without_a_hash_checks_its_content():
+    from celebref.weights.content import CHECKS
+
+    no_hash = sorted(e.name for e in weights.list_entries() if not (e.sha256 or e.sha256_prefix or e.size))
+    assert tuple(no_hash) == NO_HASH
+    for name in no_hash:
+        e = weights.get_entry(name)
+        assert e.content in CHECKS and e.verification.startswith("content: "), name
+
+
+@pytest.mark.parametrize("name", NO_HASH)
+def test_import_refuses_random_bytes(name, isolated_weights, tmp_path, capsys):
+    import numpy as np
+
+    f = tmp_path / weights.get_entry(name).filename
+    f.write_bytes(np.random.default_rng(0).bytes(1 << 20))
+    assert _bench(["weights", "import", name, str(f)]) == 2
+    err = capsys.readouterr().err
+    assert name in err and "nothing was installed" in err
+    _nothing_installed(name, isolated_weights)
+    assert _bench(["weights", "status", name]) == 0
+    assert "MISSING" in capsys.readouterr().out
+
+
+def test_import_refuses_a_state_dict_of_another_model(isolated_weights, tmp_path, capsys):
+    import torch
+
+    from evaluation.identity import ResNetArcFace18
+
+    torch.manual_seed(0)
+    state = ResNetArcFace18().state_dict()
+    state.pop("fc5.weight")  # missing
+    state["bn1.weight"] = torch.ones(7)  # wrong shape
+    state["head.extra"] = torch.zeros(3)  # unexpected
+    f = tmp_path / "arcface_resnet18.pth"
+    torch.save(state, f)
+    assert _bench(["weights", "import", "arcface-resnet18", str(f)]) == 2
+    err = capsys.readouterr().err
+    assert "1 missing keys: fc5.weight" in err and "1 unexpected keys: head.extra" in err
+    assert "bn1.weight 7 (expected 64)" in err
+    _nothing_installed("arcface-resnet18", isolated_weights)
+    # a DMDNet-shaped file is refused for DMDNet too when it is the tiny model (not the official paper layout)
+    from baselines import create_model
+
+    tiny = create_model("dmdnet", "tiny")
+    f = tmp_path / "DMDNet.pth"
+    torch.save(tiny.state_dict(), f)
+    assert _bench(["weights", "import", "dmdnet-official", str(f)]) == 2
+    assert "not the DMDNet (paper) checkpoint" in capsys.readouterr().err
+    _nothing_installed("dmdnet-official", isolated_weights)
+
+
+def test_import_installs_a_correctly_shaped_state_dict(isolated_weights, tmp_path, capsys):
+    """The real architecture with random initialisation, saved DataParallel-style as some copies are."""
+    import torch
+
+    from evaluation.identity import ArcFace18Embedder, ResNetArcFace18
+
+    torch.manual_seed(0)
+    f = tmp_path / "arcface_resnet18.pth"
+    torch.save({"module." + k: v for k, v in ResNetArcFace18().state_dict().items()}, f)
+    assert _bench(["weights", "import", "arcface-resnet18", str(f)]) == 0
+    assert "installed arcface-resnet18" in capsys.readouterr().out
+    assert weights.status("arcface-resnet18").where == "cache"
+    assert _bench(["weights", "status", "arcface-resnet18"]) == 0
+    assert "present (cache)" in capsys.readouterr().out
+    ArcFace18Embedder()  # the loader accepts what the import accepted
+
+
+def test_array_entries_check_their_arrays(isolated_weights, tmp_path):
+    import numpy as np
+    import scipy.io
+
+    npz = tmp_path / "ffhq_clean_trainval70k_512.npz"
+    np.savez(npz, mu=np.zeros(2048), sigma=np.zeros((2048, 20)))
+    with pytest.raises(weights.WeightsVerificationError, match=r"sigma 2048x20 \(expected 2048x2048\)"):
+        weights.import_file("ffhq512-fid-stats-clean", npz)
+    np.savez(npz, mean=np.zeros(2048))
+    with pytest.raises(weights.WeightsVerificationError, match="missing arrays mu, sigma"):
+        weights.import_file("ffhq512-fid-stats-clean", npz)
+    _nothing_installed("ffhq512-fid-stats-clean", isolated_weights)
+    np.savez(npz, mu=np.zeros(2048), sigma=np.eye(2048))
+    assert weights.import_file("ffhq512-fid-stats-clean", npz).is_file()
+
+    mat = tmp_path / "niqe_modelparameters.mat"
+    scipy.io.savemat(mat, {"mu_prisparam": np.zeros((1, 36)), "cov_prisparam": np.zeros((36, 18))})
+    with pytest.raises(weights.WeightsVerificationError, match="cov_prisparam"):
+        weights.import_file("niqe-pyiqa", mat)
+    scipy.io.savemat(mat, {"mu_prisparam": np.zeros((1, 36)), "cov_prisparam": np.eye(36)})
+    assert weights.import_file("niqe-pyiqa", mat).is_file()
