@@ -46,6 +46,17 @@ def add_seed(p: argparse.ArgumentParser, default: int = 0) -> None:
     p.add_argument("--seed", type=int, default=default, help=f"global random seed (default {default})")
 
 
+def positive_int(text: str) -> int:
+    """argparse ``type`` for counts such as ``--limit``: an integer >= 1 (0 or negative is a usage error, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer (>= 1), got {value}")
+    return value
+
+
 def add_device(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--device", default="auto", choices=("auto", "cpu", "cuda"),

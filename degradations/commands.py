@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from celebref.cliutil import RunSummary, UsageError, add_seed, add_workers, progress
+from celebref.cliutil import RunSummary, UsageError, add_seed, add_workers, positive_int, progress
 from celebref.safepath import UnsafePathError
 
 
@@ -34,7 +34,7 @@ def register(sub, common) -> None:
     p.add_argument("--split", default="test", help="dataset split: test (default), train or all")
     add_workers(p)
     sel = p.add_mutually_exclusive_group()
-    sel.add_argument("--limit", type=int, default=None, help="only the first N image ids (sorted)")
+    sel.add_argument("--limit", type=positive_int, default=None, help="only the first N image ids (sorted)")
     sel.add_argument("--ids", default=None,
                      help="comma-separated image ids, or @FILE with one id per line")
     p.add_argument("--name", default=None, help="test set name (default: the --out folder name)")

@@ -29,9 +29,24 @@ def _add_metric_args(p: argparse.ArgumentParser) -> None:
                    help="Inception feature cache (default $CELEBREF_HOME/cache/features)")
     g.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples for the 95%% CIs (2000)")
     g.add_argument("--max-refs", type=int, default=None, help="at most this many references per image (all)")
-    g.add_argument("--limit", type=int, default=None, help="only the first N test images (sorted ids)")
+    g.add_argument("--limit", type=cliutil.positive_int, default=None,
+                   help="only the first N test images (sorted ids); N >= 1")
     g.add_argument("--dataset-root", type=Path, default=None, help="where the test set's dataset is, if moved")
     g.add_argument("--overwrite", action="store_true", help="replace results computed with other settings")
+    g.add_argument("--no-verify", dest="verify", action="store_false",
+                   help="score even if the test set's LQ files do not match checksums.sha256 (recorded as "
+                        "\"testset_verified\": false in summary.json)")
+
+
+def check_metric_names(names) -> None:
+    """Usage error (exit 2) listing the valid names when ``--metrics`` names an unknown metric."""
+    from evaluation.metrics import expand_names, list_metrics
+
+    known = list_metrics()
+    unknown = [n for n in expand_names(names) if n not in known]
+    if unknown:
+        raise cliutil.UsageError(f"--metrics: unknown metric(s) {', '.join(unknown)}; valid: {', '.join(known)} "
+                                 "(or 'default', 'all')")
 
 
 def _options(args) -> MetricOptions:
@@ -120,6 +135,7 @@ def cmd_evaluate(args) -> int:
         return cmd_list_metrics(args)
     if not args.model or not args.testset:
         raise cliutil.UsageError("--model and --testset are required (or --list-metrics)")
+    check_metric_names(args.metrics)
     from evaluation.runner import EvaluateConfig, evaluate
 
     device = cliutil.resolve_device(args.device)
@@ -128,7 +144,8 @@ def cmd_evaluate(args) -> int:
                          batch_size=args.batch_size, device=device, max_refs=args.max_refs, limit=args.limit,
                          lq_landmarks=args.lq_landmarks, eval_size=args.eval_size, dataset_root=args.dataset_root,
                          options=_options(args), bootstrap_resamples=args.bootstrap, seed=args.seed,
-                         overwrite=args.overwrite, quiet=args.quiet, allow_untrained=args.allow_untrained)
+                         overwrite=args.overwrite, quiet=args.quiet, allow_untrained=args.allow_untrained,
+                         verify=args.verify)
     summaries = evaluate(cfg)
     root = (args.out or Path("results")) / (args.name or args.model)
     _print_summaries(summaries, {"results": str(root)}, "bench evaluate")
@@ -138,12 +155,13 @@ def cmd_evaluate(args) -> int:
 def cmd_score(args) -> int:
     from evaluation.score import ScoreConfig, score
 
+    check_metric_names(args.metrics)
     device = cliutil.resolve_device(args.device)
     cfg = ScoreConfig(pred=args.pred, testset=args.testset, out=args.out or Path("results"), name=args.name,
                       mode=args.mode, pattern=args.pattern, metrics=args.metrics, batch_size=args.batch_size,
                       device=device, max_refs=args.max_refs, limit=args.limit, resize=args.resize,
                       dataset_root=args.dataset_root, options=_options(args), bootstrap_resamples=args.bootstrap,
-                      seed=args.seed, overwrite=args.overwrite, quiet=args.quiet)
+                      seed=args.seed, overwrite=args.overwrite, quiet=args.quiet, verify=args.verify)
     s = score(cfg)
     _print_summaries([s], {"results": str((args.out or Path("results")) / s["model"])}, "bench score")
     return 1 if s["n_scored"] == 0 else 0

@@ -196,6 +196,8 @@ class EvaluateConfig:
     quiet: bool = False
     #: score a trainable model that has no trained weights (its random initialisation; marked in the summary)
     allow_untrained: bool = False
+    #: hash the LQ files against checksums.sha256 first (degradations.testset_verify); False: --no-verify
+    verify: bool = True
     #: called after each finished image with (mode, image_id, row) — used by tests to interrupt a run
     on_image: Callable[[str, str, dict], None] | None = None
 
@@ -244,6 +246,9 @@ def evaluate(cfg: EvaluateConfig) -> list[dict]:
         ds = ts.dataset
     except TestSetError as e:
         raise UsageError(str(e)) from e
+    from degradations.testset_verify import require_verified
+
+    verified = require_verified(ts.root, verify=cfg.verify)  # {"testset_verified": bool}; UsageError naming files
     allocator = reuse_freed_memory() if torch.device(cfg.device).type == "cpu" else None
     try:
         model = create_model(cfg.model, config=cfg.config, weights=cfg.weights, device=cfg.device,
@@ -270,6 +275,7 @@ def evaluate(cfg: EvaluateConfig) -> list[dict]:
         "model_config": cfg.config if cfg.config is not None else _default_config(cfg.model),
         "weights": {"name": weights.get("name"), "sha256": weights.get("sha256")},
         "testset": testset_header(ts),
+        **verified,
         "sizes": {"testset": s_test, "model_input": s_model, "scored": s_eval},
     }
     if allocator:
@@ -326,7 +332,8 @@ def _evaluate_mode(cfg: EvaluateConfig, mode: str, ts, ds, model, provider, imag
     wants_landmarks = model.needs_landmarks or model.uses_landmarks
     header = {**header_common, "mode": mode, "landmarks": cfg.lq_landmarks if wants_landmarks else None,
               "max_refs": cfg.max_refs}
-    header = {k: header[k] for k in ("model", "model_config", "weights", "mode", "testset", "label", "sizes",
+    header = {k: header[k] for k in ("model", "model_config", "weights", "mode", "testset", "testset_verified",
+                                     "label", "sizes",
                                      "landmarks", "max_refs", "cpu_allocator") if k in header}
     return finish(run, scorer=scorer, image_ids=image_ids, header=header, pred_loader=pred_item,
                   gt_items=gt_item, started=started, device=cfg.device,

@@ -52,6 +52,8 @@ class ScoreConfig:
     seed: int = 0
     overwrite: bool = False
     quiet: bool = False
+    #: hash the test set's LQ files against checksums.sha256 first (degradations.testset_verify); False: --no-verify
+    verify: bool = True
 
 
 def find_prediction(pred_dir: Path, image_id: str, pattern: str | None) -> Path | None:
@@ -82,6 +84,9 @@ def score(cfg: ScoreConfig) -> dict:
         ds = ts.dataset
     except TestSetError as e:
         raise UsageError(str(e)) from e
+    from degradations.testset_verify import require_verified
+
+    verified = require_verified(ts.root, verify=cfg.verify)  # {"testset_verified": bool}; UsageError naming files
     image_ids = ts.image_ids[:cfg.limit] if cfg.limit else ts.image_ids
     name = cfg.name or pred_dir.resolve().name
     label = safe_component(name, "name")
@@ -154,7 +159,7 @@ def score(cfg: ScoreConfig) -> dict:
         return f"{sha}@{s}", lambda iid=iid: read_ds(iid)
 
     header = {"model": name, "model_config": None, "weights": None, "mode": mode, "testset": testset_header(ts),
-              "predictions": str(pred_dir.resolve()), "pattern": cfg.pattern, "resized": cfg.resize,
+              **verified, "predictions": str(pred_dir.resolve()), "pattern": cfg.pattern, "resized": cfg.resize,
               "max_refs": cfg.max_refs}
     return finish(run, scorer=scorer, image_ids=image_ids, header=header, pred_loader=pred_item, gt_items=gt_item,
                   started=started, device=cfg.device, bootstrap_resamples=cfg.bootstrap_resamples, seed=cfg.seed,
