@@ -64,7 +64,13 @@ def verify_testset(root: str | os.PathLike) -> TestsetVerifyReport:
     """Hash every ``<root>/lq/*.png`` and compare with the test set's records. Never raises for a damaged test
     set (the report says what is wrong); an unreadable checksums file or testset.json is an ``inconsistent`` item."""
     from degradations.testset_io import (
-        CHECKSUMS_FILE, INFO_FILE, LQ_DIR, PARAMS_FILE, TestSetError, compute_testset_hash, parse_checksums,
+        CHECKSUMS_FILE,
+        INFO_FILE,
+        LQ_DIR,
+        PARAMS_FILE,
+        TestSetError,
+        compute_testset_hash,
+        parse_checksums,
     )
 
     t0 = time.perf_counter()

@@ -31,6 +31,10 @@ def register(sub, common) -> None:
                    help="Dask scheduler address (with --executor dask); workers must see OUT and the sources at the "
                         "same paths (shared filesystem)")
     cliutil.add_seed(p, default=None)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="accepted for uniformity with the other commands: every build stage runs on CPU (dlib, MTCNN "
+                        "and InsightFace/ONNX pinned to CPU, per-image NIQE), so 'auto' and 'cpu' both mean CPU and "
+                        "'cuda' is refused (exit 2) rather than silently ignored")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override one config value, e.g. --set quality.min_sharpness=50 (repeatable)")
     p.add_argument("--truth", type=Path, default=None,
@@ -47,6 +51,10 @@ def run(args: argparse.Namespace) -> int:
     from celebref.build import ConfigError, build_dataset, load_config
     from celebref.build.ingest import SourceError
 
+    if args.device == "cuda":
+        raise cliutil.UsageError("celebref build has no GPU path: its detectors, embedders and quality scores run "
+                                 "on CPU (the dlib-bin wheel is a CPU build; MTCNN and the InsightFace ONNX models "
+                                 "are created on CPU); use --device cpu or auto")
     overrides = list(args.set)
     if args.seed is not None:
         overrides.append(f"seed={args.seed}")
@@ -89,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
                              f"(P {c['bcubed_precision']:.3f} R {c['bcubed_recall']:.3f}), pairwise F1 "
                              f"{c['pairwise_f1']:.3f}")
     summary.notes.append(f"NIQE: {info['resolved']['niqe']}")
+    summary.notes.append("device: cpu (every build stage runs on CPU)")
     ex = info.get("executor") or {}
     failed = [e for e in ex.get("events", []) if e.get("final")]
     retried = [e for e in ex.get("events", []) if not e.get("final")]

@@ -15,9 +15,12 @@ Each check is named in the entry (``WeightsEntry.content``) and described by :da
 from __future__ import annotations
 
 import dataclasses
+import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+log = logging.getLogger(__name__)
 _BASELINE_DATA = Path(__file__).resolve().parents[2] / "baselines" / "data"
 
 
@@ -39,10 +42,11 @@ def load_torch(path: Path) -> Any:
     if head[:4] != b"PK\x03\x04" and head[:1] != b"\x80":  # torch.save zip archive / legacy pickle protocol 2+
         raise ContentError(f"not a PyTorch checkpoint (neither a torch.save zip archive nor a pickle; first bytes "
                            f"{head.hex() or 'none: empty file'})")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # noqa: BLE001  legacy (non-zip) files cannot be mapped; other failures are retried below
-        pass
+    if head[:4] == b"PK\x03\x04":  # zip format: map it, so only the metadata is read
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception as e:  # noqa: BLE001  retried without mmap below, which gives the reason
+            log.debug("mmap load of %s failed (%s); reading it", path, e)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001  any reason a file is not a safe PyTorch checkpoint
@@ -139,7 +143,10 @@ def _check_dfdnet(path: Path) -> None:
     tensor_shapes(state, "DFDNet")  # a dict of tensors before the key map is applied
     with torch.device("meta"):
         model = DFDNet(dataclasses.replace(PAPER, feature_extractor="learned", dictionary=None, n_atoms=1))
-    own = lambda k: k.startswith("dict_") or k == "dictionary_ready"  # noqa: E731  atoms: injected by the filter
+
+    def own(k: str) -> bool:  # the atoms: not in the official file, injected by the filter from the model
+        return k.startswith("dict_") or k == "dictionary_ready"
+
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()
                 if not own(k) and (not k.startswith("features.") or k in ("features.mean", "features.std"))}
     try:

@@ -334,3 +334,25 @@ def test_array_entries_check_their_arrays(isolated_weights, tmp_path):
         weights.import_file("niqe-pyiqa", mat)
     scipy.io.savemat(mat, {"mu_prisparam": np.zeros((1, 36)), "cov_prisparam": np.eye(36)})
     assert weights.import_file("niqe-pyiqa", mat).is_file()
+
+
+@pytest.mark.parametrize("name,tsv,wrap", [("dmdnet-paper", "dmdnet_official_state_dict.tsv", None),
+                                           ("asffnet512-paper", "asffnet512_official_state_dict.tsv", "params")])
+def test_official_layouts_pass_and_one_wrong_key_fails(name, tsv, wrap, tmp_path):
+    """The official key lists (shape-only meta tensors: a few KB on disk), wrapped and DataParallel-prefixed as
+    the loaders accept them; one renamed key is named in the refusal."""
+    import torch
+
+    from celebref.weights import content
+
+    rows = [ln.split("\t") for ln in (Path(reg.__file__).parents[2] / "baselines" / "data" / tsv)
+            .read_text().splitlines()[1:] if ln.strip()]
+    state = {"module." + k: torch.empty(tuple(int(x) for x in s.split("x")), device="meta") for k, s, _ in rows}
+    f = tmp_path / "ckpt.pth"
+    torch.save({wrap: state} if wrap else state, f)
+    content.check(name, f)
+    first = "module." + rows[0][0]
+    state["module.renamed"] = state.pop(first)
+    torch.save({wrap: state} if wrap else state, f)
+    with pytest.raises(content.ContentError, match=rf"missing keys: {rows[0][0]}.*unexpected keys: renamed"):
+        content.check(name, f)
