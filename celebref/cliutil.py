@@ -92,7 +92,8 @@ def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
     if verbose == 0 and not quiet:
         level = logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
-    for noisy in ("PIL", "matplotlib", "urllib3", "httpx", "httpx2", "numba", "filelock", "fsspec"):
+    for noisy in ("PIL", "matplotlib", "urllib3", "httpx", "httpx2", "httpcore", "httpcore2", "numba", "filelock",
+                  "fsspec"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 

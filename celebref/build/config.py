@@ -48,7 +48,8 @@ class CrawlConfig:
     per_host_concurrency: int = 2
     #: at most this many requests started per second per host (token spacing 1/rate)
     per_host_rate: float = 2.0
-    #: connect/read timeout per request and total time limit per download (seconds)
+    #: longest wait for one network step (lookup, connect, next bytes), and the most one URL may take, all
+    #: attempts and backoffs included (seconds)
     timeout_s: float = 15.0
     total_timeout_s: float = 60.0
     #: attempts after the first for timeouts, connection errors, 429 and 5xx (exponential backoff)
@@ -64,6 +65,9 @@ class CrawlConfig:
     user_agent: str = "celebref-build/0.1 (+https://github.com/celebref; research dataset builder)"
     #: retry URLs that failed in an earlier run (by default a recorded failure is final; resume skips it)
     retry_failed: bool = False
+    #: time limit of the whole crawl of one URL list (seconds; None: none). URLs not done by then are reported as
+    #: crawl_deadline and not recorded, so a rerun fetches them
+    deadline_s: Optional[float] = None
 
 
 @dataclass(frozen=True)
@@ -242,6 +246,7 @@ def _validate(cfg: BuildConfig) -> None:
     need(cfg.crawl.concurrency >= 1 and cfg.crawl.per_host_concurrency >= 1, "crawl concurrency must be >= 1")
     need(cfg.crawl.per_host_rate > 0, "crawl.per_host_rate must be > 0")
     need(cfg.crawl.timeout_s > 0 and cfg.crawl.total_timeout_s > 0, "crawl timeouts must be > 0")
+    need(cfg.crawl.deadline_s is None or cfg.crawl.deadline_s > 0, "crawl.deadline_s must be > 0 or null")
     need(cfg.crawl.retries >= 0, "crawl.retries must be >= 0")
     need(cfg.runner.shard_size >= 1, "runner.shard_size must be >= 1")
     need(cfg.runner.retries >= 0, "runner.retries must be >= 0")

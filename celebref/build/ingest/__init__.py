@@ -18,7 +18,6 @@ others are recorded as ``exact_duplicate`` rejections.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -186,9 +185,8 @@ def ingest_urls(path: Path, cache_root: Path, cfg: BuildConfig, *, source: str, 
     if not path.is_file():
         raise SourceError(f"URL list {path} not found")
     rows = read_url_list(path)
-    # one state file per URL list (by content of its path name), so several lists can be crawled side by side
-    state_name = "state-" + hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12] + ".jsonl"
-    outcomes = crawl(rows, cache_root, cfg.crawl, state_name=state_name, quiet=quiet, executor=executor)
+    # one crawl state per cache, keyed by URL: a moved/copied list or another working directory refetches nothing
+    outcomes = crawl(rows, cache_root, cfg.crawl, quiet=quiet, executor=executor)
     res = IngestResult()
     for k, rec in enumerate(outcomes):
         base = {"source_kind": "urls", "source": source, "source_path": rec["url"], "name": rec.get("name"),
