@@ -11,7 +11,9 @@ import hashlib
 import io
 import os
 import tempfile
+import threading
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
@@ -52,6 +54,44 @@ class ImageInfo:
     exif_transposed: bool
     had_alpha: bool
     icc_converted: bool
+
+
+# ------------------------------------------------------------------------ per-call decompression-bomb limit
+# Pillow checks every size it decodes (open, GIF/MPO frames, TIFF tiles, crop) against the process-wide
+# Image.MAX_IMAGE_PIXELS (89.5 MP: warning, 179 MP: error). read_image must honour its caller's ``max_pixels``
+# instead, above or below that, without changing the limit for other code or other threads: the check is wrapped
+# once, and the wrapper applies a limit set for the current thread only (by :func:`pixel_limit`); everywhere else
+# Pillow's own check runs unchanged.
+_thread_limit = threading.local()
+_pillow_bomb_check = getattr(Image, "_decompression_bomb_check", None)
+_pillow_bomb_check = getattr(_pillow_bomb_check, "__celebref_original__", _pillow_bomb_check)
+
+
+def _bomb_check(size, *args, **kwargs):
+    limit = getattr(_thread_limit, "max_pixels", None)
+    if limit is None:
+        return _pillow_bomb_check(size, *args, **kwargs)
+    pixels = max(1, size[0]) * max(1, size[1])
+    if pixels > limit:
+        raise Image.DecompressionBombError(f"{size[0]}x{size[1]} = {pixels} pixels > limit {limit}")
+    return None
+
+
+if _pillow_bomb_check is not None:  # a Pillow without the hook keeps its own limit (images above it: too_large)
+    _bomb_check.__celebref_original__ = _pillow_bomb_check  # type: ignore[attr-defined]
+    Image._decompression_bomb_check = _bomb_check
+
+
+@contextmanager
+def pixel_limit(max_pixels: int):
+    """Within this block, in this thread only, Pillow's decompression-bomb check allows up to ``max_pixels``
+    (width x height) and rejects anything larger, whatever ``Image.MAX_IMAGE_PIXELS`` says."""
+    prev = getattr(_thread_limit, "max_pixels", None)
+    _thread_limit.max_pixels = int(max_pixels)
+    try:
+        yield
+    finally:
+        _thread_limit.max_pixels = prev
 
 
 def _open_bytes(src: ImageSource, max_bytes: int) -> tuple[bytes, str]:
@@ -129,7 +169,7 @@ def read_image_with_info(
     """
     data, name = _open_bytes(src, max_bytes)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), pixel_limit(max_pixels):
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
             fmt = img.format or "?"

@@ -214,3 +214,39 @@ def test_real_photos_every_format_in_shared_data(shared_faces):
         assert arr.shape[2] == 3 and arr.dtype == np.uint8
         assert {arr.shape[0], arr.shape[1]} == {row["height"], row["width"]} or (
             arr.shape[1], arr.shape[0]) == (row["width"], row["height"])
+
+
+def test_max_pixels_above_pillows_limit_is_honoured(monkeypatch):
+    """``max_pixels`` above Pillow's process-wide limit decodes (in both of Pillow's bands: warning and error),
+    below it still rejects; the global limit and other threads are untouched. Pillow's limit is lowered to 1 MP so
+    the images stay small (the real case: 89.5 MP limit, a 95 MP PNG with max_pixels=200 MP)."""
+    import threading
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1_000_000)
+    warn_band = _save(Image.new("1", (1200, 1000)), "PNG")  # 1.2 MP: Pillow warns (we treat as an error)
+    error_band = _save(Image.new("1", (2500, 1000)), "PNG")  # 2.5 MP: Pillow raises DecompressionBombError
+    for data, shape in ((warn_band, (1000, 1200, 3)), (error_band, (1000, 2500, 3))):
+        assert read_image(data, max_pixels=3_000_000).shape == shape
+        with pytest.raises(ImageReadError) as e:
+            read_image(data, max_pixels=1_100_000)
+        assert e.value.reason == "too_large" and "> limit 1100000" in str(e.value)
+    assert Image.MAX_IMAGE_PIXELS == 1_000_000
+    with pytest.raises(Image.DecompressionBombError):  # plain Pillow elsewhere keeps its own limit
+        Image.open(io.BytesIO(error_band))
+    seen = []
+
+    def other_thread():
+        try:
+            Image.open(io.BytesIO(error_band))
+            seen.append("opened")
+        except Image.DecompressionBombError:
+            seen.append("refused")
+
+    from celebref.imageio import pixel_limit
+
+    with pixel_limit(10_000_000):  # raised in this thread only
+        Image.open(io.BytesIO(error_band))
+        t = threading.Thread(target=other_thread)
+        t.start()
+        t.join()
+    assert seen == ["refused"]

@@ -65,3 +65,38 @@ def test_zip_extract_ok_and_size_limit(tmp_path):
     assert [f.read_text() for f in files] == ["hello"]
     with pytest.raises(UnsafePathError, match="limit"):
         safe_extract(arch, tmp_path / "out2", max_total_bytes=2)
+
+
+def test_member_problems_skipped_and_recorded(tmp_path):
+    """extract_members skips a too-large member (never written) and a file/folder name clash, keeps the rest;
+    safe_extract (all or nothing, for weights) names the first bad member instead of a traceback."""
+    from celebref.safepath import ArchiveError, extract_members
+
+    arch = tmp_path / "m.zip"
+    with zipfile.ZipFile(arch, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("d/big.bin", b"\0" * 100_000)
+        zf.writestr("d/x", b"file")
+        zf.writestr("d/x/y.txt", b"in a folder named like the file")
+        zf.writestr("d/ok.txt", b"fine")
+    res = extract_members(arch, tmp_path / "out", max_member_bytes=10_000)
+    assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in res.written) == ["d/ok.txt", "d/x/y.txt"]
+    assert [(r.name, r.reason) for r in res.rejected] == [("d/big.bin", "too_large"), ("d/x", "name_conflict")]
+    assert not (tmp_path / "out" / "d" / "big.bin").exists()
+    with pytest.raises(ArchiveError, match="d/big.bin"):
+        safe_extract(arch, tmp_path / "out2", max_member_bytes=10_000)
+    # a './' folder entry (what `tar -C dir .` writes) is not an escape
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        tf.addfile(_dir_info("./"))
+        info = tarfile.TarInfo("./a/b.txt")
+        info.size = 2
+        tf.addfile(info, io.BytesIO(b"hi"))
+    t = tmp_path / "dot.tar"
+    t.write_bytes(buf.getvalue())
+    assert [p.read_text() for p in safe_extract(t, tmp_path / "out3")] == ["hi"]
+
+
+def _dir_info(name: str) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.DIRTYPE
+    return info
