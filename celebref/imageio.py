@@ -165,7 +165,9 @@ def read_image_with_info(
 ) -> tuple[np.ndarray, ImageInfo]:
     """Decode ``src`` (path or encoded bytes) to an RGB uint8 array (H, W, 3) plus what was done to it.
 
-    Alpha is composited onto ``background``. Raises :class:`ImageReadError` for anything unusable.
+    Alpha is composited onto ``background``. ``max_pixels`` (width x height) replaces Pillow's own decompression-bomb
+    limit for this decode (above or below its 89.5 MP default; other threads keep Pillow's): larger images are
+    ``too_large``. Raises :class:`ImageReadError` for anything unusable.
     """
     data, name = _open_bytes(src, max_bytes)
     try:
