@@ -11,6 +11,7 @@ import builtins
 import dataclasses
 import io
 import os
+import random
 import signal
 import socket
 import struct
@@ -210,7 +211,7 @@ def test_member_name_too_long(tmp_path):
 def _targz(path: Path, n: int = 3) -> None:
     with tarfile.open(path, "w:gz") as tf:
         for i in range(n):
-            data = os.urandom(100_000)  # incompressible: the gz offset of each member is predictable
+            data = random.Random(i).randbytes(100_000)  # incompressible: each member's gz offset is predictable
             info = tarfile.TarInfo(f"p/{i}.jpg")
             info.size = len(data)
             tf.addfile(info, io.BytesIO(data))

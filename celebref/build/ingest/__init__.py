@@ -3,8 +3,9 @@
 Sources (``--source``, repeatable; an explicit ``kind:`` prefix or detected from the path):
 
 - ``folder:DIR`` - a folder tree, ``<name>/<photos>`` gives a weak name label (``ingest.name_from``)
-- ``archive:FILE`` - a zip/tar archive, extracted with :func:`celebref.safepath.safe_extract` (no path escapes,
-  links or devices), then read like a folder (or like the CelebRef-HQ layout)
+- ``archive:FILE`` - a zip/tar archive, extracted with :func:`celebref.safepath.extract_members` (no path escapes,
+  links or devices; too large, corrupt or clashing members are skipped and recorded), then read like a folder (or
+  like the CelebRef-HQ layout)
 - ``celebrefhq:DIR`` - the released CelebRef-HQ layout ``<5-digit id>/<n>.png`` (already FFHQ-aligned 512)
 - ``hf:PATH_OR_ID`` - a Hugging Face dataset: a ``save_to_disk`` folder, a local data folder (parquet,
   imagefolder) or a Hub id (needs the network unless cached)
