@@ -154,6 +154,12 @@ def oversend_endless(srv, sock):  # no Content-Length, 16 KiB blocks as fast as 
         sock.sendall(b"\xff" * 16384)
 
 
+def status(code: int):
+    def fn(srv, sock):
+        sock.sendall(f"HTTP/1.0 {code} Busy\r\nContent-Length: 0\r\n\r\n".encode())
+    return fn
+
+
 def redirect(location: str, code: int = 302):
     def fn(srv, sock):
         sock.sendall(f"HTTP/1.0 {code} Moved\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n".encode())
@@ -272,6 +278,18 @@ def test_deadline_holds_over_tls_including_a_stalled_handshake(tls_pair, tmp_pat
     assert out[0]["status"] == "ok" and out[0]["sha256"] == hashlib.sha256(img).hexdigest()
     for r in out[1:]:
         assert r["reason"] == "timeout" and "total_timeout_s=2" in r["provenance"]["error"], r
+
+
+def test_a_retry_denied_by_the_crawl_deadline_is_not_a_final_failure(faults, tmp_path):
+    faults.routes["/busy.jpg"] = status(503)
+    lst = _write_list(tmp_path / "u.csv", [faults.url("/busy.jpg")])
+    cfg = CrawlConfig(**{**FAULTY, "retries": 2, "backoff_s": 5.0, "backoff_max_s": 5.0, "total_timeout_s": 30.0,
+                         "deadline_s": 1.0})
+    out = crawl(read_url_list(lst), tmp_path / "cache", cfg)
+    assert out[0]["reason"] == "crawl_deadline" and faults.hits["/busy.jpg"] == 1
+    assert CrawlState(tmp_path / "cache" / "crawl" / "state.jsonl").records == {}  # a rerun tries it again
+    out = crawl(read_url_list(lst), tmp_path / "cache", CrawlConfig(**{**FAULTY, "retries": 0}))
+    assert out[0]["reason"] == "http_503" and faults.hits["/busy.jpg"] == 2
 
 
 # ------------------------------------------------------------------ 2. the crawl state survives cwd / list moves

@@ -540,12 +540,13 @@ def fetch_one(row: UrlRow, cfg: CrawlConfig, gate: HostGate, robots: RobotsCache
             if e.reason == CRAWL_DEADLINE:
                 return None, prov, CRAWL_DEADLINE
             if e.retryable and attempt < cfg.retries:
-                wait = _backoff(cfg, row.url, attempt, e.retry_after)
-                left = min(url_until, math.inf if crawl_until is None else crawl_until) - time.monotonic()
-                if wait < left:  # a retry only when there is time left for it
-                    time.sleep(wait)
+                retry_at = time.monotonic() + _backoff(cfg, row.url, attempt, e.retry_after)
+                if retry_at < min(url_until, math.inf if crawl_until is None else crawl_until):
+                    time.sleep(max(0.0, retry_at - time.monotonic()))  # a retry only when there is time for it
                     attempt += 1
                     continue
+                if crawl_until is not None and crawl_until <= retry_at < url_until:
+                    return None, prov, CRAWL_DEADLINE  # the crawl's deadline, not the URL's, denied the retry
             prov.update(attempts=attempt + 1, error=e.detail[:200])
             return None, prov, e.reason
     from PIL import Image
@@ -618,17 +619,19 @@ class CrawlState:
 
 
 def _fetch_all(todo: list[UrlRow], cache_root: Path, cfg: CrawlConfig, state: CrawlState,
-               crawl_until: float | None = None) -> None:
+               crawl_until: float | None = None) -> set[str]:
     """Fetch ``todo`` with a thread pool, one host gate and robots cache; each outcome is appended to ``state``
-    as soon as its bytes are stored. URLs cut by the crawl's deadline, or hit by an unexpected error, are not
-    recorded (a rerun fetches them); nothing raised in a download stops the others."""
+    as soon as its bytes are stored. URLs cut by the crawl's deadline (returned), or hit by an unexpected error,
+    are not recorded (a rerun fetches them); nothing raised in a download stops the others."""
     gate = HostGate(cfg.per_host_concurrency, cfg.per_host_rate)
     robots = RobotsCache(cfg, gate, crawl_until)
+    cut: set[str] = set()
 
     def work(r: UrlRow) -> None:
         try:
             data, prov, reason = fetch_one(r, cfg, gate, robots, crawl_until)
             if reason == CRAWL_DEADLINE:
+                cut.add(r.url)
                 return
             rec = {"url": r.url, "line": r.line, "provenance": prov}
             if reason is None:
@@ -644,6 +647,7 @@ def _fetch_all(todo: list[UrlRow], cache_root: Path, cfg: CrawlConfig, state: Cr
     with ThreadPoolExecutor(max_workers=cfg.concurrency, thread_name_prefix="crawl") as pool:
         for fut in [pool.submit(work, r) for r in todo]:
             fut.result()
+    return cut
 
 
 def _crawl_partition(payload: tuple) -> dict:
@@ -654,8 +658,8 @@ def _crawl_partition(payload: tuple) -> dict:
     state = CrawlState(Path(part_path), read=False)
     crawl_until = None if deadline_wall is None else time.monotonic() + (deadline_wall - time.time())
     t0 = time.perf_counter()
-    _fetch_all(todo, Path(cache_root), cfg, state, crawl_until)
-    return {"n": len(todo), "seconds": time.perf_counter() - t0}
+    cut = _fetch_all(todo, Path(cache_root), cfg, state, crawl_until)
+    return {"n": len(todo), "seconds": time.perf_counter() - t0, "cut": sorted(cut)}
 
 
 def host_partitions(todo: list[UrlRow], n_parts: int) -> list[list[UrlRow]]:
@@ -708,10 +712,11 @@ def crawl(rows: list[UrlRow], cache_root: Path, cfg: CrawlConfig, *, state_name:
         todo.append(r)
     before = dict(state.n_records)
 
+    cut: set[str] = set()  # URLs the crawl's deadline cut off (not recorded)
     if todo:
         log.info("crawling %d URL(s) (%d already recorded)", len(todo), len(seen) - len(todo))
         if executor is None or executor.workers <= 1:
-            _fetch_all(todo, cache_root, cfg, state, crawl_until)
+            cut = _fetch_all(todo, cache_root, cfg, state, crawl_until)
         else:
             parts = host_partitions(todo, executor.workers * 4)
             stem = state.path.name.removesuffix(".jsonl")
@@ -721,10 +726,11 @@ def crawl(rows: list[UrlRow], cache_root: Path, cfg: CrawlConfig, *, state_name:
                 h = hashlib.sha256("\n".join(r.url for r in part).encode()).hexdigest()[:12]
                 payloads.append((part, str(cache_root), cfg, str(state.path.parent / f"{stem}.part-{h}.jsonl"),
                                  deadline_wall))
-            for _ in executor.run(_crawl_partition, payloads, labels=[f"crawl part {i}" for i in range(len(parts))]):
-                pass  # a failed partition leaves its URLs unrecorded: reported below, fetched again by a rerun
+            labels = [f"crawl part {i}" for i in range(len(parts))]
+            for _, res in executor.run(_crawl_partition, payloads, labels=labels):
+                if isinstance(res, dict):  # a failed partition leaves its URLs unrecorded: reported below
+                    cut.update(res.get("cut", ()))
             state = CrawlState(state.path)
-    deadline_passed = crawl_until is not None and time.monotonic() >= crawl_until
     tried = {r.url for r in todo}
     out = []
     first_line = {}
@@ -742,7 +748,7 @@ def crawl(rows: list[UrlRow], cache_root: Path, cfg: CrawlConfig, *, state_name:
             rec["path"] = str(blob)
         elif r.url in tried and state.n_records.get(r.url, 0) == before.get(r.url, 0):
             # nothing recorded this run: cut by the crawl's deadline, or its task failed on every attempt
-            why = CRAWL_DEADLINE if deadline_passed else CRAWL_TASK_FAILED
+            why = CRAWL_DEADLINE if r.url in cut else CRAWL_TASK_FAILED
             out.append({**base, "status": "failed", "reason": why})
             continue
         else:
