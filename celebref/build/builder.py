@@ -338,7 +338,7 @@ def build_dataset(sources: list[str | SourceSpec], out: str | os.PathLike, cfg: 
     info = {
         "build_format": BUILD_FORMAT,
         "params": {**cfg.to_dict(), "size": cfg.faces.size},
-        "sources": [str(s) for s in specs],
+        "sources": [_public_source(s) for s in specs],
         "resolved": {"detector": faces_stage.resolve_detector(cfg.faces.detector), "embedder": embedder,
                      "metric": metric, "cluster_threshold": groups.threshold,
                      "niqe": _niqe_status(scores)},
@@ -354,7 +354,11 @@ def build_dataset(sources: list[str | SourceSpec], out: str | os.PathLike, cfg: 
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "seed": cfg.seed,
     }
-    write_dataset(out, manifest, identities=identities, references=references, build_info=info)
+    from celebref.publish.privacy import sanitize
+
+    # build.json is shared with the dataset: every local absolute path left in it (e.g. in a recorded error
+    # message) is reduced to <local>/<name>
+    write_dataset(out, manifest, identities=identities, references=references, build_info=sanitize(info))
     info = json.loads((out / "build.json").read_text())
     result = BuildResult(out, manifest, identities, references, info,
                          {"faces": faces_run, "embed": emb_run, "quality": q_run})
@@ -390,13 +394,26 @@ def _weights_records(detector: str, embedder: str, scores: dict) -> list[dict]:
         embedder, [])
     if any(s.get("niqe") is not None for s in scores.values()):
         names.append("niqe-basicsr")
+    from celebref.publish.privacy import scrub_text
+
     out = []
     for n in dict.fromkeys(names):
-        try:
-            out.append(weights.describe(n))
+        try:  # names, hashes, licences and URLs only: no local path goes into build.json
+            out.append({k: v for k, v in weights.describe(n).items() if k != "path"})
         except Exception as e:  # describe never blocks a build
-            out.append({"name": n, "error": str(e)})
+            out.append({"name": n, "error": scrub_text(str(e))})
     return out
+
+
+def _public_source(spec: SourceSpec) -> str:
+    """A source as build.json records it: its kind and, for local files and folders, the name only (no local
+    absolute path); Hub ids and URL lists' names as given."""
+    from celebref.publish.privacy import scrub_text
+
+    loc = spec.location
+    if Path(loc).is_absolute() or loc.startswith("~") or ".." in Path(loc).parts:
+        loc = Path(loc.rstrip("/\\")).name or loc
+    return f"{spec.kind}:{scrub_text(loc)}"
 
 
 def _reason_counts(manifest: pd.DataFrame) -> dict:

@@ -224,22 +224,21 @@ def render_card(result: BuildResult, gated: str = "auto") -> str:
     lines += ["names = hq[\"train\"].features[\"identity\"].names    # identity ids", "```", "",
               "## How it was built", ""]
     params = result.build_info.get("params")
-    if params:
+    if params and isinstance(params, dict):
         lines += ["Build parameters (`build.json` → `params`):", "", "| parameter | value |", "|---|---|"]
         lines += [f"| {_md(k)} | `{_md(json.dumps(v, sort_keys=True))}` |" for k, v in sorted(params.items())]
         lines.append("")
     versions = result.build_info.get("versions")
-    if versions:
+    if versions and isinstance(versions, dict):
         lines += ["Software: " + ", ".join(f"{_md(k)} {_md(v)}" for k, v in sorted(versions.items())) + ".", ""]
-    weights = result.build_info.get("weights")
+    weights = weights_list(result.build_info.get("weights"))
     if weights:
         lines += ["Pretrained files used (sha256): " + ", ".join(
-            f"{_md(k)} `{_md(v.get('sha256', v) if isinstance(v, dict) else v)}`" for k, v in sorted(weights.items()))
-            + ".", ""]
+            f"{_md(name)} `{_md(sha)}`" for name, sha in weights) + ".", ""]
     lines += ["### Counts per stage", "", "| stage | count |", "|---|---:|"]
     lines += [f"| {_md(k)} | {v} |" for k, v in result.stage_counts.items()]
     counts = result.build_info.get("counts") or {}
-    for k, v in _flatten(counts):
+    for k, v in _flatten(counts if isinstance(counts, dict) else {}):
         lines.append(f"| build.json counts.{_md(k)} | {_md(v)} |")
     lines.append("")
     if result.reject_reasons:
@@ -271,6 +270,27 @@ def render_card(result: BuildResult, gated: str = "auto") -> str:
         "```json", json.dumps(result.build_info, indent=2, sort_keys=True), "```", "", "</details>", "",
     ]
     return "\n".join(lines)
+
+
+def weights_list(weights) -> list[tuple[str, str]]:
+    """(name, sha256 or the error) of build.json's ``weights``: a list of records ``{name, sha256, ...}`` (what
+    `celebref build` writes) or a mapping name -> sha256 or record."""
+    if not weights:
+        return []
+    if isinstance(weights, dict):
+        items = [(str(k), v) for k, v in weights.items()]
+    elif isinstance(weights, list):
+        items = [(str(w.get("name") or w.get("file") or "?"), w) if isinstance(w, dict) else (str(w), "")
+                 for w in weights]
+    else:
+        return [(str(weights), "")]
+
+    def value(v) -> str:
+        if isinstance(v, dict):
+            return str(v.get("sha256") or (f"not available: {v['error']}" if v.get("error") else ""))
+        return "" if v is None else str(v)
+
+    return sorted((k, value(v)) for k, v in items)
 
 
 def _flatten(d: dict, prefix: str = ""):

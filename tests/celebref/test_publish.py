@@ -313,3 +313,164 @@ def test_public_paths_are_reduced():
     assert builder.public_path("https://example.org/a.jpg") == "https://example.org/a.jpg"
     assert builder.public_path("archive.zip:member/1.jpg") == "archive.zip:member/1.jpg"
     assert builder.sanitize({"a": ["/root/x", 3, {"b": "~/y/z"}]}) == {"a": ["<local>/x", 3, {"b": "<local>/z"}]}
+
+
+# ------------------------------------------------------------------------------------------ the real producer
+# `celebref build` output (the small mixed build of tests/celebref/conftest.py, sources given as absolute temp
+# paths), not the hand-made mini dataset: build.json as the builder writes it (weights as a list of records).
+_REPO = str(__import__("pathlib").Path(__file__).resolve().parents[2])
+
+
+def _local_markers(*more) -> list[bytes]:
+    import os
+
+    home = os.path.expanduser("~")
+    marks = [home, _REPO, "/root", "/home/", "site-packages", "dist-packages", *map(str, more)]
+    return [m.encode() for m in marks if m and m != "/"]
+
+
+def _leaked(folder, *more) -> list[str]:
+    marks = _local_markers(*more)
+    return [f"{p.relative_to(folder)}: {m.decode()}" for p in sorted(folder.rglob("*")) if p.is_file()
+            for m in marks if m in p.read_bytes()]
+
+
+@pytest.fixture(scope="module")
+def real_build(small_built, small_sources):
+    return small_built
+
+
+def test_build_json_of_a_real_build_carries_no_local_path(real_build, small_sources):
+    from celebref.publish import privacy
+
+    text = (real_build.out / "build.json").read_text()
+    info = json.loads(text)
+    assert isinstance(info["weights"], list) and info["weights"]
+    for w in info["weights"]:
+        assert "path" not in w and w["name"] and (w.get("sha256") or w.get("error")), w
+    assert all(":" in s and "/" not in s.split(":", 1)[1] for s in info["sources"]), info["sources"]
+    assert privacy.find_leaks(text) == []
+    assert not any(m in text.encode() for m in _local_markers(real_build.out, *small_sources))
+
+
+@pytest.mark.parametrize("pixels", [False, True], ids=["metadata", "pixels"])
+def test_publish_dry_run_of_a_real_build(real_build, small_sources, pixels, tmp_path):
+    from celebref.publish.verify import verify_published_folder
+
+    out = tmp_path / "hf"
+    extra = ["--include-pixels", "--license", "cc-by-nc-4.0"] if pixels else []
+    rc, _, err = _cli(["publish", "--dataset", str(real_build.out), "--repo-id", "u/n", "--dry-run",
+                       "--out", str(out), *extra])
+    assert rc == 0, err
+    assert (out / "README.md").is_file() and (out / "build.json").is_file()
+    assert [p.name for p in tmp_path.iterdir()] == ["hf"]  # no staging folder left next to it
+    src_roots = [s.split(":", 1)[1] for s in small_sources]
+    assert _leaked(out, real_build.out, *src_roots) == []
+    text = (out / "README.md").read_text()
+    for w in real_build.info["weights"]:  # the card lists each pretrained file with its hash
+        assert f"{w['name']} `{w['sha256']}`" in text
+    rep = verify_published_folder(out, real_build.out, cache_dir=tmp_path / "cache")
+    n = len(FaceDataset.load(real_build.out).images)
+    assert sum(rep.rows["hq"].values()) == n and rep.hq_hashes == (n if pixels else 0)
+    # provenance paths of the (absolute) sources are reduced to file names
+    table = pq.read_table(next((out / "data" / "hq").glob("train-*.parquet")))
+    prov = table.column("provenance").to_pylist()
+    assert prov and all('"<local>/' in p for p in prov if p)
+    # person names from folder names ('obama') are not published: identities are opaque ids, as the card says
+    assert "name" not in table.column_names and "obama" in set(real_build.manifest["name"].dropna())
+
+
+def test_failed_publish_leaves_the_previous_folder_intact(real_build, tmp_path, monkeypatch):
+    out = tmp_path / "hf"
+    rc, _, err = _cli(["publish", "--dataset", str(real_build.out), "--repo-id", "u/n", "--dry-run", "--out",
+                       str(out)])
+    assert rc == 0, err
+    (out / "NOTES.md").write_text("the user's own file")
+    before = _files(out)
+
+    def boom(*a, **k):
+        raise RuntimeError("card rendering failed")
+
+    monkeypatch.setattr(card, "render_card", boom)
+    for target in (out, tmp_path / "new"):
+        rc, _, err = _cli(["publish", "--dataset", str(real_build.out), "--repo-id", "u/n", "--dry-run", "--out",
+                           str(target)])
+        assert rc == 1 and "card rendering failed" in err
+    assert _files(out) == before  # untouched: no half-written folder
+    assert not (tmp_path / "new").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hf"]  # no staging folder left behind
+    monkeypatch.undo()
+    rc, _, err = _cli(["publish", "--dataset", str(real_build.out), "--repo-id", "u/n", "--dry-run", "--out",
+                       str(out), "--max-shard-mb", "0.002"])
+    assert rc == 0, err
+    assert (out / "NOTES.md").read_text() == "the user's own file"  # a rerun keeps what is not ours
+    assert len(list((out / "data" / "hq").glob("train-*"))) > 1
+
+
+def test_guard_refuses_a_folder_with_the_user_name(real_build, tmp_path, monkeypatch):
+    """The small build labels a person by folder name ('obama'): a user named so would publish their own name. The guard refuses with exit code 2 and names the file and column; nothing is written."""
+    for var in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        monkeypatch.setenv(var, "obama")
+    out = tmp_path / "hf"
+    rc, _, err = _cli(["publish", "--dataset", str(real_build.out), "--repo-id", "u/n", "--dry-run", "--out",
+                       str(out)])
+    assert rc == 2, err
+    assert "refusing to publish" in err and "user name" in err and re.search(r"data/hq/\S+\.parquet \(", err)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_guard_refuses_an_absolute_path_that_escaped_reduction(real_build, tmp_path, monkeypatch):
+    """With the reduction of string columns disabled, the absolute source paths in `provenance` reach the shards:
+    the guard is the independent last check."""
+    monkeypatch.setattr(builder, "_public_values", lambda vals, kind: (vals, kind))
+    rc, _, err = _cli(["publish", "--dataset", str(real_build.out), "--repo-id", "u/n", "--dry-run", "--out",
+                       str(tmp_path / "hf")])
+    assert rc == 2, err
+    assert "absolute path" in err and "(provenance)" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_privacy_finds_and_reduces_local_paths(monkeypatch):
+    from celebref.publish import privacy
+
+    monkeypatch.setenv("HOME", "/home/alice")
+    for var in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        monkeypatch.setenv(var, "alice")
+    clean = ["http://dlib.net/files/a.dat.bz2", "images/00003/1.png", "archive.zip:member/1.jpg", "<local>/x.jpg",
+             "km/s and/or 1/2", "2026-12-03T02:33:24+00:00", "image/", '{"root": "<local>/ds"}', "malice"]
+    for s in clean:
+        assert privacy.find_leaks(s) == [], s
+        assert privacy.scrub_text(s) == s
+    dirty = {"/home/alice/photos/x.jpg": "<local>/x.jpg",
+             "error: no file at /opt/w/a.npz (x)": "error: no file at <local>/a.npz (x)",
+             "folder:/srv/photos": "folder:<local>/photos", "C:\\Users\\bob\\x.png": "<local>/x.png",
+             json.dumps({"p": "D:\\data\\y.png"}): '{"p": "<local>/y.png"}', "~/y/z": "<local>/z",
+             "file:///mnt/a/b.png": "<local>/b.png", "\\\\srv\\share\\f.jpg": "<local>/f.jpg"}
+    for s, want in dirty.items():
+        assert privacy.find_leaks(s), s
+        assert privacy.public_path(s) == want
+        assert privacy.find_leaks(want) == []
+    assert [k for k, _ in privacy.find_leaks("made by alice")] == ["user name"]
+    assert [k for k, _ in privacy.find_leaks("lib/python3.11/site-packages/x")] == ["site-packages"]
+    monkeypatch.setenv("USER", "root")
+    monkeypatch.setenv("LOGNAME", "root")
+    assert privacy.find_leaks("root cause") == []  # a shared system account names no one
+
+
+def test_verify_fails_loudly_on_a_mismatch(real_build, tmp_path):
+    from celebref.publish.verify import PublishedFolderMismatch, verify_published_folder
+
+    out = tmp_path / "hf"
+    rc, _, err = _cli(["publish", "--dataset", str(real_build.out), "--repo-id", "u/n", "--dry-run", "--out",
+                       str(out), "--include-pixels", "--license", "cc-by-nc-4.0"])
+    assert rc == 0, err
+    shard = next((out / "data" / "hq").glob("test-*.parquet"))
+    t = pq.read_table(shard)
+    imgs = t.column("image").to_pylist()
+    imgs[0] = {"bytes": imgs[1]["bytes"], "path": imgs[0]["path"]}  # one image swapped for another
+    import pyarrow as pa
+
+    t = t.set_column(t.column_names.index("image"), "image", pa.array(imgs, type=t.schema.field("image").type))
+    pq.write_table(t.replace_schema_metadata(pq.read_schema(shard).metadata), shard)
+    with pytest.raises(PublishedFolderMismatch, match=r"hq/test/\S+: embedded image sha256"):
+        verify_published_folder(out, real_build.out, cache_dir=tmp_path / "c")
