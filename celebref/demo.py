@@ -1,5 +1,6 @@
-"""`make demo`: the whole chain — build → degrade → train every tiny model → evaluate all → leaderboard — on an
-embedded default or on your photos (``--source``), offline, in about 20 minutes on 2 CPU cores.
+"""`make demo`: the whole chain — build → degrade → train every tiny model → evaluate all → leaderboard → publish
+(dry run) → load-back check — on an embedded default or on your photos (``--source``), offline, in about 20 minutes
+on 2 CPU cores.
 
 The embedded default is real photos, no synthetic images: the sample photos that ship inside installed packages
 (InsightFace's group photo ``t1.jpg`` and ``Tom_Hanks_54745.png``, scikit-image's ``astronaut.png``, Matplotlib's
@@ -222,8 +223,35 @@ def run_demo(out: Path, source: Path | None = None, *, steps: int = 60, device: 
     board = out / "leaderboard"
     _run(report, "leaderboard", ["leaderboard", *q, "--results", str(results), "--out", str(board),
                                  "--testsets", str(out / "testsets"), "--title", "CelebRef-HQ suite demo"])
+    publish_and_verify(report, dataset, testsets, out / "publish", quiet=quiet)
     report.write()
     return report
+
+
+def publish_and_verify(report: DemoReport, dataset: Path, testsets: list[Path], folder: Path, *,
+                       quiet: bool = True, repo_id: str = "demo/celebref-demo") -> bool:
+    """The last two steps: ``celebref publish --dry-run --include-pixels`` (nothing is uploaded), then the folder
+    loaded back with ``datasets.load_dataset`` and compared with the dataset and test sets
+    (:func:`celebref.publish.verify.verify_published_folder`). A difference fails the step, with every difference
+    printed. Returns True when both steps pass."""
+    from celebref.publish.verify import PublishedFolderMismatch, verify_published_folder
+
+    argv = ["publish", *(["-q"] if quiet else []), "--dataset", str(dataset), "--repo-id", repo_id,
+            *[a for t in testsets for a in ("--testset", str(t))], "--dry-run", "--include-pixels",
+            "--license", "cc-by-nc-4.0", "--out", str(folder)]
+    if _run(report, "publish (dry run)", argv, tool="celebref") != 0:
+        report.notes.append("publish dry run failed; the load-back check was not run")
+        return False
+    print(f"[demo] $ python -c 'verify_published_folder({str(folder)!r}, ...)'", flush=True)
+    t0 = time.time()
+    try:
+        rep = verify_published_folder(folder, dataset, testsets)
+    except PublishedFolderMismatch as e:
+        print(f"error: the published folder differs from the dataset: {e}", file=sys.stderr, flush=True)
+        report.step("load-back check", 1, time.time() - t0, error=str(e))
+        return False
+    report.step("load-back check", 0, time.time() - t0, checked=rep.summary())
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -258,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     html = report.out / "leaderboard" / "index.html"
     print(f"   dataset report: {report.out / 'dataset' / 'report.html'}")
     print(f"   leaderboard:    {html if html.is_file() else '(not written)'}")
+    pub = report.out / "publish" / "README.md"
+    print(f"   publish folder: {pub.parent if pub.is_file() else '(not written)'} (dry run: not uploaded)")
     print(f"   log of steps:   {report.out / 'demo.json'}")
     return 0 if html.is_file() and not failed else 1
 

@@ -85,3 +85,34 @@ def test_split_mode_follows_the_photos(tmp_path):
     assert demo._split_mode(tmp_path) == "identity"
     (tmp_path / "a" / "2.JPG").write_bytes(b"x")
     assert demo._split_mode(tmp_path) == "image"
+
+
+def test_demo_ends_with_publish_and_load_back_check(small_built, tmp_path, capsys, monkeypatch):
+    """The demo's last steps on a real `celebref build` output and a real `bench degrade` test set: the dry-run
+    publish and the load-back comparison pass; a published folder that differs from the dataset fails the step."""
+    import json
+
+    from celebref.publish import verify
+    from evaluation.cli import main as bench_main
+
+    t = tmp_path / "testsets" / "celebref-x4"
+    assert bench_main(["degrade", "-q", "--dataset", str(small_built.out), "--preset", "celebref-x4", "--seed", "0",
+                       "--out", str(t), "--limit", "2"]) == 0
+    report = demo.DemoReport(tmp_path)
+    assert demo.publish_and_verify(report, small_built.out, [t], tmp_path / "publish")
+    assert [(s["step"], s["rc"]) for s in report.steps] == [("publish (dry run)", 0), ("load-back check", 0)]
+    assert "2 LQ image hashes equal" in report.steps[-1]["checked"]
+
+    # a folder that no longer matches (build.json edited after publishing): the step fails loudly
+    real = verify.verify_published_folder
+
+    def tampered(folder, dataset, testsets, **kw):
+        info = json.loads((folder / "build.json").read_text())
+        (folder / "build.json").write_text(json.dumps({**info, "dataset_hash": "0" * 64}))
+        return real(folder, dataset, testsets, **kw)
+
+    monkeypatch.setattr(verify, "verify_published_folder", tampered)
+    report = demo.DemoReport(tmp_path)
+    assert not demo.publish_and_verify(report, small_built.out, [t], tmp_path / "publish")
+    assert [(s["step"], s["rc"]) for s in report.steps] == [("publish (dry run)", 0), ("load-back check", 1)]
+    assert "build.json dataset_hash" in capsys.readouterr().err
