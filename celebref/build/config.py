@@ -125,6 +125,9 @@ class IdentityConfig:
     subgroup_margin: float = 0.065
     subgroup_min_link: float = 0.48
     subgroup_min_faces: int = 6
+    #: faces of a name closer than this are one photo in the subgroup test (near-duplicates: two crops of one photo
+    #: are 0.109 apart in the shared faces, distinct photos of one person >= 0.236; see docs/build.md); 0: off
+    subgroup_dup_distance: float = 0.17
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import numpy as np
 from celebref.build.clustering import DEFAULT_THRESHOLDS, cluster, resolve_neighbors
 from celebref.build.config import IdentityConfig
 
-VERSION = "2"
+VERSION = "3"  # 3: near-duplicates count once in the subgroup test
 
 
 @dataclass
@@ -122,14 +122,45 @@ def assign_identities(face_ids: list[str], x: np.ndarray, names: list[str | None
     return res
 
 
-def name_subgroup_outliers(x: np.ndarray, metric: str, cfg: IdentityConfig) -> dict[int, str]:
-    """Within-name subgroup test (``identity.name_subgroups``): label noise that sits inside a name's cluster.
+@dataclass(frozen=True)
+class Subgroup:
+    """One average-linkage subgroup of a name's faces (distances in the embedder's metric, between distinct photos:
+    near-duplicates count once, see :func:`near_duplicate_groups`)."""
 
-    The faces of one name (already its majority cluster) are clustered with average linkage cut at
-    ``subgroup_cut``. A subgroup of at least 2 faces and at most a third of the name is flagged when its mean
-    distance to the rest of the name ("link") is at least ``subgroup_min_link`` and exceeds both the subgroup's
-    and the rest's own mean internal distance by at least ``subgroup_margin``: a tight group of someone else that
-    only joined the name's cluster through average linkage. Returns {row: detail}."""
+    rows: tuple[int, ...]  # row indices into the name's faces (near-duplicates of a member included)
+    n: int  # faces of the name
+    distinct: int  # distinct photos of the name (near-duplicates merged)
+    size: int  # distinct photos in the subgroup
+    inner: float  # mean distance inside the subgroup
+    rest: float  # mean distance inside the rest of the name
+    link: float  # mean distance subgroup <-> rest
+
+    @property
+    def margin(self) -> float:
+        """How far the link exceeds the larger internal mean (flagged when >= subgroup_margin)."""
+        return self.link - max(self.inner, self.rest)
+
+
+def near_duplicate_groups(d: np.ndarray, max_distance: float | None) -> list[np.ndarray]:
+    """Rows chained by distances <= ``max_distance`` (single linkage), in order of their first row; every row its
+    own group when ``max_distance`` is None or <= 0."""
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import squareform
+
+    n = len(d)
+    if not max_distance or max_distance <= 0 or n < 2:
+        return [np.array([i]) for i in range(n)]
+    lab = fcluster(linkage(squareform(np.maximum(d, 0), checks=False), "single"), max_distance, "distance")
+    groups = [np.flatnonzero(lab == c) for c in set(lab.tolist())]
+    return sorted(groups, key=lambda g: int(g[0]))
+
+
+def name_subgroups(x: np.ndarray, metric: str, cfg: IdentityConfig) -> list[Subgroup]:
+    """The subgroups the within-name test judges. Near-duplicates (faces closer than ``subgroup_dup_distance``:
+    the same photo twice, e.g. two crops of it) are one photo, represented by its first face: two copies of a photo
+    are trivially tight, which is no evidence of another person. The distinct photos are clustered with average
+    linkage cut at ``subgroup_cut``; groups of 2+ photos and at most a third of the name, with 2+ photos left, are
+    returned (none when the name has fewer than ``subgroup_min_faces`` distinct photos)."""
     from scipy.cluster.hierarchy import fcluster, linkage
     from scipy.spatial.distance import squareform
 
@@ -137,26 +168,47 @@ def name_subgroup_outliers(x: np.ndarray, metric: str, cfg: IdentityConfig) -> d
 
     n = len(x)
     if n < max(cfg.subgroup_min_faces, 4):
-        return {}
+        return []
     d = pairwise_distance(x, x, metric)
     d = (d + d.T) / 2
     np.fill_diagonal(d, 0.0)
+    dups = near_duplicate_groups(d, cfg.subgroup_dup_distance)
+    m = len(dups)
+    if m < max(cfg.subgroup_min_faces, 4):
+        return []
+    keep = [int(g[0]) for g in dups]
+    d = d[np.ix_(keep, keep)]
     lab = fcluster(linkage(squareform(np.maximum(d, 0), checks=False), "average"), cfg.subgroup_cut, "distance")
-    out: dict[int, str] = {}
+    out: list[Subgroup] = []
     for c in sorted(set(lab.tolist())):
         g = np.flatnonzero(lab == c)
         r = np.flatnonzero(lab != c)
-        if len(g) < 2 or len(g) > n / 3 or len(r) < 2:
+        if len(g) < 2 or len(g) > m / 3 or len(r) < 2:
             continue
-        inner = d[np.ix_(g, g)][np.triu_indices(len(g), 1)].mean()
-        rest = d[np.ix_(r, r)][np.triu_indices(len(r), 1)].mean()
-        link = d[np.ix_(g, r)].mean()
-        margin = link - max(inner, rest)
-        if link >= cfg.subgroup_min_link and margin >= cfg.subgroup_margin:
-            for i in g:
-                out[int(i)] = (f"subgroup of {len(g)}/{n} faces: mean distance to the rest {link:.3f} >= "
-                               f"{cfg.subgroup_min_link:g}, exceeds its own {inner:.3f} and the rest's {rest:.3f} by "
-                               f"{margin:.3f} >= subgroup_margin={cfg.subgroup_margin:g}")
+        rows = tuple(sorted(int(i) for k in g for i in dups[k]))
+        out.append(Subgroup(rows, n, m, len(g),
+                            inner=float(d[np.ix_(g, g)][np.triu_indices(len(g), 1)].mean()),
+                            rest=float(d[np.ix_(r, r)][np.triu_indices(len(r), 1)].mean()),
+                            link=float(d[np.ix_(g, r)].mean())))
+    return out
+
+
+def name_subgroup_outliers(x: np.ndarray, metric: str, cfg: IdentityConfig) -> dict[int, str]:
+    """Within-name subgroup test (``identity.name_subgroups``): label noise that sits inside a name's cluster.
+
+    The faces of one name (already its majority cluster; near-duplicates counted once, see :func:`name_subgroups`)
+    are clustered with average linkage cut at ``subgroup_cut``. A subgroup of at least 2 photos and at most a third
+    of the name is flagged when its mean
+    distance to the rest of the name ("link") is at least ``subgroup_min_link`` and exceeds both the subgroup's
+    and the rest's own mean internal distance by at least ``subgroup_margin``: a tight group of someone else that
+    only joined the name's cluster through average linkage. Returns {row: detail}."""
+    out: dict[int, str] = {}
+    for s in name_subgroups(x, metric, cfg):
+        if s.link >= cfg.subgroup_min_link and s.margin >= cfg.subgroup_margin:
+            for i in s.rows:
+                out[i] = (f"subgroup of {s.size}/{s.distinct} distinct photos: mean distance to the rest {s.link:.3f} >= "
+                          f"{cfg.subgroup_min_link:g}, exceeds its own {s.inner:.3f} and the rest's {s.rest:.3f} by "
+                          f"{s.margin:.3f} >= subgroup_margin={cfg.subgroup_margin:g}")
     return out
 
 
