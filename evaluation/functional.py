@@ -142,9 +142,12 @@ def rgb_to_y(x: torch.Tensor, convention: str = "basicsr") -> torch.Tensor:
 
 
 def _yiq_luma(xf: torch.Tensor) -> torch.Tensor:
-    """pyiqa ``rgb2yiq(x)[:, :1]``: the full 3x3 YIQ product in the input's precision (same rounding as pyiqa)."""
-    m = torch.tensor(YIQ, dtype=xf.dtype, device=xf.device).t()
-    return torch.matmul(xf.permute(0, 2, 3, 1), m).permute(0, 3, 1, 2)[:, :1]
+    """pyiqa ``rgb2yiq(x)[:, :1]`` in the input's precision, as ``(R·0.299 + G·0.587) + B·0.114`` with every
+    product and sum rounded once, in this order. Not a matrix product: a GEMM kernel (MKL's Intel and non-Intel
+    paths, FMA or not) moves the last bit, and 8-bit inputs with 299R + 587G + 114B ≡ 500 (mod 1000) sit exactly
+    on a .5 that SSIM/MS-SSIM then round (MS-SSIM moved by 1.2e-6; docs/evaluation.md "Same numbers on any CPU")."""
+    w = YIQ[0]
+    return ((xf[:, 0:1] * w[0] + xf[:, 1:2] * w[1]) + xf[:, 2:3] * w[2]).contiguous()
 
 
 # ----------------------------------------------------------------------------------------------- filtering
