@@ -179,12 +179,16 @@ def build_main(prog: str, description: str, command_modules: Sequence[str]) -> C
 
 def run_guarded(func: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
     """Run a command; map errors to exit codes with one clear message (no traceback unless -vv)."""
+    from celebref.formats import FormatError
     from celebref.imageio import ImageReadError
     from celebref.weights import MissingWeightsError, UnknownWeightsError, WeightsError
 
     try:
         rc = func(args)
         return EXIT_OK if rc is None else int(rc)
+    except FormatError as e:  # a malformed input file: exit 2; our own writer's output failing its contract: 1
+        _report(e, args, traceback=e.writing)
+        return EXIT_FAILURE if e.writing else EXIT_USAGE
     except (UsageError, ImageReadError, FileNotFoundError, NotADirectoryError, UnknownWeightsError) as e:
         _report(e, args)
         return EXIT_USAGE

@@ -26,27 +26,20 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
+from celebref.formats import FormatError, parquet_schema
+from celebref.formats import dataset as fmt
 from celebref.imageio import read_image, write_bytes_atomic
 from celebref.safepath import safe_component, safe_join
 
-FORMAT_VERSION = "celebref.dataset/1"
+FORMAT_VERSION = fmt.FORMAT
 
-#: Columns every manifest has (the builder adds stage-specific columns such as quality scores).
-MANIFEST_COLUMNS = {
-    "face_id": "unique id of the candidate face (source hash + face index)",
-    "kept": "bool: in the dataset",
-    "reject_stage": "stage that rejected it (ingest|faces|identity|quality|dedup|splits) or null",
-    "reject_reason": "machine-readable reason, e.g. no_face, low_sharpness, near_duplicate",
-    "identity": "identity id (kept faces; clustered faces may keep it when rejected later)",
-    "image_id": "<identity>_<n> for kept faces",
-    "path": "images/<identity>/<n>.png relative to the dataset root (kept faces)",
-    "sha256": "sha256 of the aligned PNG file (kept faces)",
-    "split": "train | test (identity-disjoint) for kept faces",
-    "landmarks": "list of 136 floats: 68 (x, y) points in aligned-image pixels",
-    "source_path": "where the photo came from (file path / archive member / URL)",
-    "source_sha256": "sha256 of the source file bytes",
-}
-SPLITS = ("train", "test")
+#: Columns every manifest has (the builder adds stage-specific columns such as quality scores); the types and
+#: value rules are in :mod:`celebref.formats.dataset`.
+MANIFEST_COLUMNS = {c.name: c.doc for c in fmt.MANIFEST}
+SPLITS = fmt.SPLITS
+#: The dataset's files and their validators (read and written in this order).
+_TABLES = (("manifest.parquet", fmt.validate_manifest), ("identities.parquet", fmt.validate_identities),
+           ("references.parquet", fmt.validate_references))
 
 
 def image_id_for(identity: str, n: int) -> str:
@@ -99,20 +92,24 @@ class FaceDataset:
         root = Path(root)
         if not (root / "manifest.parquet").is_file():
             raise FileNotFoundError(f"{root} is not a dataset folder (no manifest.parquet); run `celebref build`")
-        manifest = pd.read_parquet(root / "manifest.parquet")
-        missing = [c for c in ("kept", "image_id", "identity", "path", "split") if c not in manifest.columns]
-        if missing:
-            raise ValueError(f"{root}/manifest.parquet lacks columns {missing}")
-        identities = (
-            pd.read_parquet(root / "identities.parquet") if (root / "identities.parquet").is_file()
-            else pd.DataFrame(columns=["identity", "name", "n_images", "split"])
-        )
-        refs = (
-            pd.read_parquet(root / "references.parquet") if (root / "references.parquet").is_file()
-            else pd.DataFrame(columns=["image_id", "ref_image_id", "rank"])
-        )
-        info = json.loads((root / "build.json").read_text()) if (root / "build.json").is_file() else {}
-        return cls(root, manifest, identities, refs, info)
+        tables = []
+        for name, validate in _TABLES:  # every file validated against celebref.formats.dataset (FormatError)
+            path = root / name
+            if not path.is_file():
+                raise FormatError(path, "(file)", f"a {name} file ({FORMAT_VERSION})", "no such file")
+            schema = parquet_schema(path)
+            df = pd.read_parquet(path)
+            validate(df, path, schema=schema)
+            tables.append(df)
+        info_path = root / "build.json"
+        try:
+            info = json.loads(info_path.read_text())
+        except FileNotFoundError:
+            raise FormatError(info_path, "(file)", f"a build.json file ({FORMAT_VERSION})", "no such file") from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise FormatError(info_path, "(document)", "a JSON object", f"invalid JSON ({e})") from None
+        fmt.validate_build_info(info, info_path)
+        return cls(root, *tables, info)
 
     # ------------------------------------------------------------------ views
     @cached_property
@@ -191,7 +188,6 @@ def write_dataset(
     Fills ``identities`` from the manifest when not given; adds ``dataset_hash`` and ``format`` to build.json.
     """
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
     for col in ("face_id", "kept", "image_id", "identity", "path", "sha256", "split"):
         if col not in manifest.columns:
             raise ValueError(f"manifest lacks column {col!r}")
@@ -204,23 +200,28 @@ def write_dataset(
     if identities is None:
         grp = kept.groupby("identity")
         identities = pd.DataFrame({
-            "identity": list(grp.groups.keys()),
-            "name": [None] * grp.ngroups,
-            "n_images": grp.size().values,
-            "split": grp["split"].first().values,
+            "identity": pd.Series(list(grp.groups.keys()), dtype=str),
+            "name": pd.Series([None] * grp.ngroups, dtype=object),
+            "n_images": pd.Series(grp.size().values, dtype="int64"),
+            "split": pd.Series(grp["split"].first().values, dtype=str),
         })
     if references is None:
         references = pd.DataFrame({"image_id": pd.Series(dtype=str), "ref_image_id": pd.Series(dtype=str),
                                    "rank": pd.Series(dtype="int64")})
-    _write_parquet(manifest, root / "manifest.parquet")
-    _write_parquet(identities, root / "identities.parquet")
-    _write_parquet(references, root / "references.parquet")
     info = dict(build_info or {})
     info["format"] = FORMAT_VERSION
     info["dataset_hash"] = dataset_hash(kept["image_id"], kept["sha256"].fillna(""))
     info["counts"] = {**info.get("counts", {}), "kept_images": int(len(kept)),
                       "identities": int(kept["identity"].nunique())}
-    write_bytes_atomic(root / "build.json", json.dumps(info, indent=2, sort_keys=True, default=str).encode())
+    text = json.dumps(info, indent=2, sort_keys=True, default=str)
+    # everything is validated before the first file is written: a malformed dataset is never left behind
+    for (name, validate), df in zip(_TABLES, (manifest, identities, references)):
+        validate(df, root / name, writing=True)
+    fmt.validate_build_info(json.loads(text), root / "build.json", writing=True)
+    root.mkdir(parents=True, exist_ok=True)
+    for (name, _), df in zip(_TABLES, (manifest, identities, references)):
+        _write_parquet(df, root / name)
+    write_bytes_atomic(root / "build.json", text.encode())
     return root
 
 

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from celebref.dataset import FaceDataset
+from celebref.formats.testset import validate_info, validate_params
 from celebref.imageio import (
     ImageReadError,
     encode_png,
@@ -317,6 +318,7 @@ def _finalise(out: Path, ds: FaceDataset, preset: Preset, seed: int, split: str 
     df = records_table([records[i] for i in ids])
     first = ["image_id", "seed", "kernel_sha256", "lq_sha256", "lq_pixel_sha256"]
     df = df[[c for c in first if c in df.columns] + sorted(c for c in df.columns if c not in first)]
+    validate_params(df, out / PARAMS_FILE, n_images=len(ids), writing=True)  # celebref.formats.testset
     tmp = out / f".{PARAMS_FILE}.tmp"
     df.to_parquet(tmp, index=False)
     os.replace(tmp, out / PARAMS_FILE)
@@ -351,7 +353,9 @@ def _finalise(out: Path, ds: FaceDataset, preset: Preset, seed: int, split: str 
         "versions": _versions(),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    write_bytes_atomic(out / INFO_FILE, json.dumps(info, indent=2, sort_keys=True).encode())
+    text = json.dumps(info, indent=2, sort_keys=True)
+    validate_info(json.loads(text), out / INFO_FILE, writing=True)
+    write_bytes_atomic(out / INFO_FILE, text.encode())
     shutil.rmtree(out / PARTIAL_DIR, ignore_errors=True)
     return GenerateResult(root=out, n_images=len(ids), generated=0, reused=0, skipped=skipped,
                           testset_hash=ts_hash)

@@ -33,6 +33,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from celebref.formats import parquet_schema
+from celebref.formats.testset import validate_info, validate_params
 from celebref.imageio import read_image
 from celebref.safepath import safe_component, safe_join
 
@@ -115,14 +117,11 @@ class TestSet:
             info = json.loads(info_path.read_text())
         except (OSError, json.JSONDecodeError) as e:
             raise TestSetError(f"{info_path} is not valid JSON: {e}") from e
-        fmt = info.get("format")
-        if fmt != FORMAT_VERSION:
-            raise TestSetError(f"{info_path}: format {fmt!r} is not {FORMAT_VERSION!r}")
+        n_images = validate_info(info, info_path).n_images  # celebref.formats.testset: FormatError
         if not (root / PARAMS_FILE).is_file():
             raise TestSetError(f"{root} lacks {PARAMS_FILE} (incomplete test set; rerun `bench degrade`)")
         params = pd.read_parquet(root / PARAMS_FILE)
-        if "image_id" not in params.columns:
-            raise TestSetError(f"{root / PARAMS_FILE} lacks the image_id column")
+        validate_params(params, root / PARAMS_FILE, schema=parquet_schema(root / PARAMS_FILE), n_images=n_images)
         params = params.set_index("image_id", drop=False).sort_index()
         return cls(root=root, info=info, params=params,
                    dataset_root=Path(dataset_root) if dataset_root is not None else None,

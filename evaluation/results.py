@@ -5,7 +5,8 @@
     restored/<image_id>.png     (bench evaluate only) the scored outputs, lossless
     metrics.parquet             image_id, status (ok|failed), reason, landmarks_source, n_refs, seconds, one
                                 column per metric
-    summary.json                format celebref.summary/1 (see :func:`build_summary`)
+    summary.json                format celebref.summary/1 (see :func:`build_summary`; the contract is
+                                celebref.formats.results, checked before writing)
     .partial.jsonl              rows written so far by an unfinished run (one JSON line per image)
     .run.json                   what the rows were computed with; a rerun with other settings is refused
 
@@ -28,10 +29,12 @@ import numpy as np
 import pandas as pd
 
 from celebref.cliutil import UsageError
+from celebref.formats import parquet_schema
+from celebref.formats.results import FORMAT as SUMMARY_FORMAT
+from celebref.formats.results import validate_metrics_table, validate_summary
 from celebref.imageio import write_bytes_atomic
 from evaluation.bootstrap import summarize
 
-SUMMARY_FORMAT = "celebref.summary/1"
 METRICS_FILE = "metrics.parquet"
 SUMMARY_FILE = "summary.json"
 PARTIAL_FILE = ".partial.jsonl"
@@ -94,7 +97,9 @@ class ResultRun:
         self.rows: dict[str, dict] = {}
         mp = self.dir / METRICS_FILE
         if mp.is_file():
-            for r in pd.read_parquet(mp).to_dict("records"):
+            prev = pd.read_parquet(mp)
+            validate_metrics_table(prev, mp, schema=parquet_schema(mp))
+            for r in prev.to_dict("records"):
                 self.rows[str(r["image_id"])] = {k: (None if isinstance(v, float) and math.isnan(v) and
                                                      k in ("reason", "landmarks_source") else v)
                                                  for k, v in r.items()}
@@ -155,12 +160,16 @@ class ResultRun:
         return df
 
     def finalize(self, df: pd.DataFrame, summary: dict) -> None:
+        """Write metrics.parquet and summary.json, both validated first (celebref.formats.results)."""
         self.close()
+        text = json.dumps(summary, indent=2, sort_keys=False, default=_plain)
+        validate_metrics_table(df, self.dir / METRICS_FILE, writing=True,
+                               metric_columns=[c for c in df.columns if c not in BASE_COLUMNS])
+        validate_summary(json.loads(text), self.dir / SUMMARY_FILE, writing=True)
         tmp = self.dir / f".{METRICS_FILE}.tmp"
         df.to_parquet(tmp, index=False)
         os.replace(tmp, self.dir / METRICS_FILE)
-        write_bytes_atomic(self.dir / SUMMARY_FILE,
-                           json.dumps(summary, indent=2, sort_keys=False, default=_plain).encode())
+        write_bytes_atomic(self.dir / SUMMARY_FILE, text.encode())
         (self.dir / PARTIAL_FILE).unlink(missing_ok=True)
 
 

@@ -2,8 +2,9 @@
 
 One row per (run, metric), where a run is (model, model_config, weights sha256, test-set hash, mode). Metrics a
 run could not compute (``summary["unavailable"]``) get a row with ``mean = NaN`` and the reason in
-``unavailable``, so tables can show "n/a" and why. Files that are not valid ``celebref.summary/1`` documents are
-skipped and reported with a reason (:class:`Skipped`); nothing is guessed. Only result files are read here.
+``unavailable``, so tables can show "n/a" and why. Files that are not valid ``celebref.summary/1`` documents
+(:mod:`celebref.formats.results`) are skipped and reported with a reason naming the field (:class:`Skipped`); nothing
+is guessed. Only result files are read here.
 """
 
 from __future__ import annotations
@@ -17,11 +18,14 @@ from pathlib import Path
 
 import pandas as pd
 
-SUMMARY_FORMAT = "celebref.summary/1"
+from celebref.formats import FormatError
+from celebref.formats import results as results_format
+
+SUMMARY_FORMAT = results_format.FORMAT
 SUMMARY_NAME = "summary.json"
 METRICS_NAME = "metrics.parquet"
 RESTORED_DIR = "restored"
-MODES = ("generic", "specific")
+MODES = results_format.MODES
 STORE_FORMAT = "celebref.results-store/1"
 
 #: Columns of results.parquet, in order.
@@ -36,8 +40,9 @@ STORE_COLUMNS = (
 RUN_KEY = ("model", "model_config", "weights_sha256", "testset_hash", "mode")
 
 
-class SummaryFormatError(ValueError):
-    """A summary.json that does not follow the RESULTS contract (docs/CONTRACTS.md)."""
+#: A summary.json (or results store) that does not follow the RESULTS contract; the contract itself is
+#: :mod:`celebref.formats.results` (one message names the file, the field and what was expected).
+SummaryFormatError = FormatError
 
 
 @dataclass(frozen=True)
@@ -73,63 +78,21 @@ def _is_number(v) -> bool:
 def _finite_or_none(v) -> float | None:
     if v is None:
         return None
-    if not _is_number(v):
-        raise SummaryFormatError(f"expected a number or null, got {v!r}")
+    if not _is_number(v):  # validated documents only reach here
+        raise ValueError(f"expected a number or null, got {v!r}")
     f = float(v)
     return f if math.isfinite(f) else None
 
 
-def validate_summary(doc) -> list[tuple[str, str]]:
-    """Check a parsed summary.json. Raises SummaryFormatError for file-level problems; returns
-    ``[(metric, reason)]`` for metrics that must be dropped (the rest of the file is usable)."""
-    if not isinstance(doc, dict):
-        raise SummaryFormatError("not a JSON object")
-    fmt = doc.get("format")
-    if fmt != SUMMARY_FORMAT:
-        raise SummaryFormatError(f"format is {fmt!r}, expected {SUMMARY_FORMAT!r}")
-    model = doc.get("model")
-    if not isinstance(model, str) or not model.strip():
-        raise SummaryFormatError("'model' is missing or empty")
-    if doc.get("mode") not in MODES:
-        raise SummaryFormatError(f"'mode' is {doc.get('mode')!r}, expected one of {MODES}")
-    ts = doc.get("testset")
-    if not isinstance(ts, dict):
-        raise SummaryFormatError("'testset' is missing or not an object")
-    for k in ("name", "hash"):
-        if not isinstance(ts.get(k), str) or not ts.get(k):
-            raise SummaryFormatError(f"'testset.{k}' is missing or empty")
-    if ts.get("severity") is not None and not _is_number(ts.get("severity")):
-        raise SummaryFormatError(f"'testset.severity' is {ts.get('severity')!r}, expected a number or null")
-    w = doc.get("weights")
-    if w is not None and not isinstance(w, dict):
-        raise SummaryFormatError("'weights' must be an object or null")
-    metrics = doc.get("metrics")
-    if not isinstance(metrics, dict):
-        raise SummaryFormatError("'metrics' is missing or not an object")
-    unavailable = doc.get("unavailable", {}) or {}
-    if not isinstance(unavailable, dict):
-        raise SummaryFormatError("'unavailable' must be an object")
-    for k in ("n_images", "n_scored"):
-        if doc.get(k) is not None and not (isinstance(doc[k], int) and not isinstance(doc[k], bool)):
-            raise SummaryFormatError(f"'{k}' must be an integer")
-    dropped: list[tuple[str, str]] = []
-    for name, m in metrics.items():
-        if not isinstance(m, dict):
-            dropped.append((name, "metric entry is not an object"))
-            continue
-        if not isinstance(m.get("higher_is_better"), bool):
-            dropped.append((name, "metric lacks a boolean 'higher_is_better' (the direction is never guessed)"))
-            continue
-        try:
-            _finite_or_none(m.get("mean"))
-        except SummaryFormatError as e:
-            dropped.append((name, f"'mean': {e}"))
-            continue
-        ci = m.get("ci95")
-        if ci is not None and not (isinstance(ci, (list, tuple)) and len(ci) == 2
-                                   and all(c is None or _is_number(c) for c in ci)):
-            dropped.append((name, f"'ci95' is {ci!r}, expected [low, high] or null"))
-    return dropped
+def validate_summary(doc, path: str | os.PathLike = SUMMARY_NAME) -> list[tuple[str, str]]:
+    """Check a parsed summary.json against :mod:`celebref.formats.results`. Raises :class:`FormatError` for
+    file-level problems; returns ``[(metric, reason)]`` for metric entries that must be dropped (the rest of the
+    file is usable)."""
+    out = []
+    for e in results_format.validate_summary(doc, path):
+        name = next(n for n in doc["metrics"] if e.field.startswith(f"metrics.{n}."))
+        out.append((name, f"field '{e.field[len(f'metrics.{name}.'):]}': expected {e.expected}, got {e.got}"))
+    return out
 
 
 def summary_rows(doc: dict, summary_path: Path) -> list[dict]:
@@ -162,7 +125,7 @@ def summary_rows(doc: dict, summary_path: Path) -> list[dict]:
         "run_dir": str(run_dir),
     }
     base["run_id"] = "|".join(str(base[k]) for k in RUN_KEY)
-    dropped = {name for name, _ in validate_summary(doc)}
+    dropped = {name for name, _ in validate_summary(doc, summary_path)}
     rows = []
     for name, m in doc["metrics"].items():
         if name in dropped:
@@ -192,10 +155,10 @@ def collect(roots: Iterable[str | os.PathLike]) -> tuple[pd.DataFrame, list[Skip
             skipped.append(Skipped(str(path), f"not readable JSON: {e}"))
             continue
         try:
-            dropped = validate_summary(doc)
+            dropped = validate_summary(doc, path)
             rows = summary_rows(doc, path)
-        except SummaryFormatError as e:
-            skipped.append(Skipped(str(path), str(e)))
+        except FormatError as e:
+            skipped.append(Skipped(str(path), e.detail))
             continue
         skipped += [Skipped(str(path), reason, metric) for metric, reason in dropped]
         if not rows:
@@ -247,5 +210,5 @@ def read_store(path: str | os.PathLike) -> pd.DataFrame:
     df = pd.read_parquet(path)
     missing = [c for c in STORE_COLUMNS if c not in df.columns]
     if missing:
-        raise SummaryFormatError(f"{path} is not a results store (missing columns {missing})")
+        raise FormatError(path, missing[0], f"a results store ({STORE_FORMAT}) column", "no such column")
     return df

@@ -8,7 +8,10 @@
      "discriminators": {"face": {...}, "components": {...}}, "optimizers": {"g": {...}, "d": {...}},
      "schedulers": {"g": {...}, "d": {...}}, "scaler": {...}, "rng": {...}, "metrics": {...}, "versions": {...}}
 
-plus ``"rng_ranks": [{...}, ...]`` (every rank's RNG state) when written by a multi-process (DDP) run; ``rng`` is
+The contract (header keys and types, tensor state dicts, training state) is
+:func:`celebref.formats.run.validate_checkpoint`, checked before every save and on every load.
+
+Plus ``"rng_ranks": [{...}, ...]`` (every rank's RNG state) when written by a multi-process (DDP) run; ``rng`` is
 then rank 0's. Model weights are those of the unwrapped modules (no DDP ``module.`` prefix).
 
 Everything is tensors or plain Python types, so ``baselines.create_model(name, weights=path)`` loads it safely and
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import random
 import re
 import shutil
@@ -29,6 +33,8 @@ import numpy as np
 import torch
 
 from baselines.registry import CHECKPOINT_FORMAT
+from celebref.formats import FormatError
+from celebref.formats.run import validate_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +107,9 @@ def save_atomic(obj: dict, path: Path) -> Path:
 def save_checkpoint(out: str | os.PathLike, step: int, payload: dict, keep: int = 2) -> Path:
     """Write ``step_<n>.pt`` and point ``last.pt`` at it (hard link, or a copy where links are unsupported);
     keep the ``keep`` newest step files. Returns the step file."""
-    if payload.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError("checkpoint payload must carry the celebref.checkpoint/1 format tag")
-    sp = save_atomic(payload, step_path(out, step))
+    sp = step_path(out, step)
+    validate_checkpoint(payload, sp, writing=True)  # celebref.formats.run: FormatError before anything is written
+    save_atomic(payload, sp)
     last = last_path(out)
     tmp = last.with_name(f".{LAST}.tmp{os.getpid()}")
     if tmp.exists():
@@ -124,13 +130,14 @@ def _prune(out, keep: int) -> None:
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
-    """Load one of our checkpoints safely (weights_only=True) on CPU and check its format."""
-    ck = torch.load(Path(path), map_location="cpu", weights_only=True)
-    if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a {CHECKPOINT_FORMAT} checkpoint")
-    for key in ("model", "state_dict", "step"):
-        if key not in ck:
-            raise ValueError(f"{path}: checkpoint lacks {key!r}")
+    """Load one of our checkpoints safely (weights_only=True) on CPU and validate it against
+    :func:`celebref.formats.run.validate_checkpoint` (FormatError naming the file and the key)."""
+    try:
+        ck = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, EOFError, RuntimeError) as e:
+        raise FormatError(path, "(file)", f"a {CHECKPOINT_FORMAT} checkpoint (torch.save, tensors and plain types)",
+                          f"unreadable ({str(e).splitlines()[0][:100]})") from None
+    validate_checkpoint(ck, path)
     return ck
 
 

@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import yaml
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
@@ -61,6 +62,7 @@ from baselines.training.losses import (
 )
 from baselines.training.schedule import WarmupCosine, lr_factor, make_scheduler
 from celebref.cpu_allocator import reuse_freed_memory
+from celebref.formats.run import validate_train_config, validate_train_summary
 
 log = logging.getLogger(__name__)
 
@@ -280,7 +282,9 @@ class Trainer:
             log.info("resumed from %s at step %d", self.resume_path, self.step)
         if self.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "config.yaml").write_text(dump_yaml(cfg))
+            text = dump_yaml(cfg)
+            validate_train_config(yaml.safe_load(text), self.out / "config.yaml", writing=True)
+            (self.out / "config.yaml").write_text(text)
             self.logger = RunLogger(self.out, resume_step=self.step if resume_ck is not None else None,
                                     tensorboard=cfg.tensorboard)
         ddp.barrier(self.dist)
@@ -692,7 +696,9 @@ class Trainer:
             "notes": r.notes,
         }
         tmp = self.out / ".summary.json.tmp"
-        tmp.write_text(json.dumps(summary, indent=2, sort_keys=True, default=str))
+        text = json.dumps(summary, indent=2, sort_keys=True, default=str)
+        validate_train_summary(json.loads(text), self.out / "summary.json", writing=True)  # celebref.formats.run
+        tmp.write_text(text)
         os.replace(tmp, self.out / "summary.json")
 
 

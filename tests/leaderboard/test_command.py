@@ -131,10 +131,10 @@ def test_usage_errors_and_skip_report(lb_inputs, tmp_path):
     (res / "bad" / "summary.json").write_text(json.dumps({"format": "celebref.summary/1", "model": "x"}))
     rc, out, err = _run(["leaderboard", "--results", str(res), "--out", str(tmp_path / "o2"), "--images", "none"])
     assert rc == 0, err
-    assert "skipped 1: malformed summary 1" in out and "'mode' is None" in out
+    assert "skipped 1: malformed summary 1" in out and "field 'mode': expected a value (required key)" in out
     sk = json.loads((tmp_path / "o2" / "skipped.json").read_text())
     assert len(sk) == 1 and sk[0]["path"].endswith("bad/summary.json")
-    assert "&#x27;mode&#x27; is None" in (tmp_path / "o2" / "index.html").read_text()
+    assert "field &#x27;mode&#x27;: expected" in (tmp_path / "o2" / "index.html").read_text()
     assert not (tmp_path / "o2" / "grids").exists()
 
 
