@@ -7,17 +7,25 @@ While running, one JSON line per finished image goes to ``<T>/.partial/records.j
 ``.partial/config.json``); an interrupted run resumes by skipping images whose record exists and whose PNG still has
 the recorded sha256. The final tables (params.parquet, checksums.sha256, testset.json) are written at the end,
 atomically, and ``.partial`` is removed.
+
+Interruptions (even ``kill -9``): a worker writes its PNG to a temporary name in ``lq/``, fsyncs and renames it; the
+parent appends the record only after the worker reported success, so a record always names a complete file. An
+image whose PNG has no record, or a record whose PNG hash differs, is made again; leftover temporary files and a
+record line cut short are removed on resume. Workers exit with the parent (:mod:`celebref.procutil`), so no
+orphan keeps writing after the parent died.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import json
 import logging
 import multiprocessing
 import os
 import platform
 import shutil
+import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -38,6 +46,7 @@ from celebref.imageio import (
     sha256_bytes,
     write_bytes_atomic,
 )
+from celebref.procutil import init_worker
 from celebref.safepath import safe_component, safe_join
 from degradations.pipeline import SEED_SCHEME, degrade_image, item_seed
 from degradations.presets import Preset, get_preset
@@ -103,7 +112,7 @@ def _degrade_one(task: tuple) -> dict:
         return {"image_id": image_id, "error": f"degrade_failed: {type(e).__name__}: {e}"}
     png = encode_png(lq, PNG_COMPRESS_LEVEL)
     if write:
-        write_bytes_atomic(safe_join(out_root, lq_relpath(image_id)), png)
+        _write_durable(safe_join(out_root, lq_relpath(image_id)), png)
     rec = {"image_id": image_id, "seed": seed, **params_to_record(params)}
     rec["lq_sha256"] = sha256_bytes(png)
     rec["lq_pixel_sha256"] = pixel_sha256(lq)
@@ -116,7 +125,10 @@ def _run_tasks(tasks: list[tuple], workers: int, on_result: Callable[[dict], Non
             on_result(_degrade_one(t))
         return
     ctx = multiprocessing.get_context("spawn")  # no forked copies of torch/OpenMP/OpenCV thread pools
-    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init) as pool:
+    # The workers exit with this process, even on kill -9 (guarded before they import anything heavy). They are
+    # spawned by this thread, which outlives the pool, so PR_SET_PDEATHSIG is safe.
+    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=init_worker,
+                                initargs=(os.getpid(), f"{__name__}:_worker_init")) as pool:
         chunk = max(1, min(16, len(tasks) // (workers * 4)))
         for rec in pool.map(_degrade_one, tasks, chunksize=chunk):
             on_result(rec)
@@ -126,6 +138,52 @@ def _worker_init() -> None:
     import cv2
 
     cv2.setNumThreads(1)  # one process per core already
+
+
+#: prefix of the temporary files LQ PNGs are written to before their rename (in the same ``lq/`` folder)
+_TMP_PREFIX = "."
+_TMP_SUFFIX = ".tmp"
+
+
+def _write_durable(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` all-or-nothing: a temporary name in the same folder, fsync, rename. After a crash
+    the path holds either the old file, no file, or all of ``data`` (a stray ``.<name>.*.tmp`` may remain)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f"{_TMP_PREFIX}{path.name}.", suffix=_TMP_SUFFIX, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _clean_interrupted(out: Path) -> int:
+    """Remove temporary LQ files left by an interrupted run (only ours: ``lq/.<id>.png.*.tmp``). Returns how many."""
+    n = 0
+    lq_dir = out / LQ_DIR
+    if lq_dir.is_dir():
+        for f in lq_dir.glob(f"{_TMP_PREFIX}*.png.*{_TMP_SUFFIX}"):
+            with contextlib.suppress(FileNotFoundError):
+                f.unlink()
+                n += 1
+    return n
+
+
+def _open_records(path: Path):
+    """The records file, opened for appending, with a last line cut by an interruption removed first (else the
+    next record would be glued to it and both lost)."""
+    if path.is_file():
+        data = path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            with open(path, "r+b") as f:
+                f.truncate(data.rfind(b"\n") + 1)
+    return open(path, "a")
 
 
 # ----------------------------------------------------------------------------------------------- helpers
@@ -272,6 +330,8 @@ def generate_testset(
     previous = _existing_records(out, config)
     partial = out / PARTIAL_DIR
     partial.mkdir(exist_ok=True)
+    if n_tmp := _clean_interrupted(out):
+        log.info("removed %d temporary file(s) of an interrupted run", n_tmp)
     write_bytes_atomic(partial / CONFIG_FILE, json.dumps(config, sort_keys=True).encode())
 
     records: dict[str, dict] = {}
@@ -289,7 +349,7 @@ def generate_testset(
     skipped: list[dict] = []
     done = [reused]
 
-    with open(partial / RECORDS_FILE, "a") as log_f:
+    with _open_records(partial / RECORDS_FILE) as log_f:
         def on_result(rec: dict) -> None:
             if "error" in rec:
                 skipped.append({"image_id": rec["image_id"], "reason": rec["error"]})

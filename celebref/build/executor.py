@@ -99,7 +99,13 @@ class Executor(ABC):
         return False
 
 
-def _init_worker() -> None:
+def _init_worker(main_pid: int | None = None) -> None:
+    """Per-process setup. ``main_pid`` (local pool): the process that owns the pool; the worker exits when it dies
+    (its parent is the fork server, which dies with it too: see :mod:`celebref.procutil`)."""
+    if main_pid is not None:
+        from celebref.procutil import die_with_parent
+
+        die_with_parent(main_pid)  # PDEATHSIG is safe: forked by the fork server's main thread
     # one BLAS/OpenMP thread per worker process: the pool provides the parallelism
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
@@ -149,7 +155,9 @@ class LocalExecutor(Executor):
 
             ctx = multiprocessing.get_context("forkserver")
             ctx.set_forkserver_preload(["celebref.build._preload"])  # no effect once the server runs
-            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=_init_worker)
+            # Workers (and the fork server, see _preload) exit when this process dies, even by kill -9.
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=_init_worker,
+                                             initargs=(os.getpid(),))
         return self._pool
 
     def prepare(self, paths):
