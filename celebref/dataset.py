@@ -11,6 +11,10 @@ Layout::
 Ids: ``identity`` is a file-name-safe string (CelebRef-HQ style 5-digit ids such as ``00075``); a kept face has
 ``image_id = f"{identity}_{n}"`` and lives at ``images/<identity>/<n>.png``. Landmarks are 68 (x, y) points in the
 aligned image's pixel coordinates, stored flat (136 floats, x0, y0, x1, y1, ...).
+
+The contract (columns, types, value rules, build.json keys) is :mod:`celebref.formats.dataset`:
+:func:`write_dataset` validates everything before writing the first file, :meth:`FaceDataset.load` validates
+every file (:class:`celebref.formats.FormatError` naming the file and the field).
 """
 
 from __future__ import annotations
@@ -89,6 +93,7 @@ class FaceDataset:
 
     @classmethod
     def load(cls, root: str | os.PathLike) -> "FaceDataset":
+        """Open a dataset folder; every table and build.json is validated (FormatError names file and field)."""
         root = Path(root)
         if not (root / "manifest.parquet").is_file():
             raise FileNotFoundError(f"{root} is not a dataset folder (no manifest.parquet); run `celebref build`")

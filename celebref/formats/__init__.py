@@ -42,6 +42,9 @@ class FormatError(ValueError):
         self.writing = writing
         super().__init__(f"{self.path}: {self.detail}")
 
+    def __reduce__(self):  # picklable (raised in worker processes too)
+        return (type(self), (self.path, self.field, self.expected, self.got), {"writing": self.writing})
+
     @property
     def detail(self) -> str:
         """The message without the file: ``field '<field>': expected <expected>, got <got>``."""

@@ -8,6 +8,7 @@ import argparse
 import contextlib
 import io
 import json
+import pickle
 import shutil
 from pathlib import Path
 
@@ -127,6 +128,8 @@ def test_format_error_line_and_cli_exit_codes(capsys):
     assert cliutil.run_guarded(bad_input, args) == cliutil.EXIT_USAGE
     assert capsys.readouterr().err.strip() == f"error: {e}"
     assert cliutil.run_guarded(bad_writer, args) == cliutil.EXIT_FAILURE  # our own bug, not bad input
+    back = pickle.loads(pickle.dumps(FormatError("/p", "f", "x", "y", writing=True)))  # from worker processes
+    assert (back.path, back.field, back.expected, back.got, back.writing) == ("/p", "f", "x", "y", True)
 
 
 def test_format_versions_match_the_producers():
