@@ -392,6 +392,25 @@ def test_run_rejects_corrupted_checkpoints(real_run, tmp_path, mutate, field):
     assert e.writing and not ckpt.checkpoint_dir(tmp_path / "out").exists()
 
 
+def test_cli_train_maps_a_corrupted_resume_checkpoint_to_exit_2(real_run, tmp_path):
+    import torch
+
+    from baselines.training import checkpoint as ckpt
+
+    run = tmp_path / "run"
+    shutil.copytree(real_run, run)
+    last = ckpt.last_path(run)
+    ck = torch.load(last, map_location="cpu", weights_only=True)
+    ck["ema_updates"] = -1
+    last.unlink()  # a hard link to the step file
+    torch.save(ck, last)
+    rc, _, err = _bench(["train", "--config", str(run / "config.yaml"), "--out", str(run), "--resume", "auto",
+                         "--quiet"])
+    assert rc == 2
+    assert err.strip().splitlines()[-1] == (f"error: {last}: field 'ema_updates': expected greater than or equal "
+                                            "to 0, got -1")
+
+
 def test_run_rejects_a_truncated_checkpoint(real_run, tmp_path):
     from baselines.training import checkpoint as ckpt
 
