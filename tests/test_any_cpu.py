@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import platform
 
 import pytest
 
@@ -24,6 +25,8 @@ _SPEC.loader.exec_module(acc)
 def reports(shared_data, mini_dataset, tmp_path_factory) -> dict[str, dict]:
     """One report per setting of acc.TEST_SETTINGS, each from its own subprocess (1 thread), run one after another.
     The MKL-Intel settings need a C compiler (for the preloaded library); without one they are skipped, said."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        pytest.skip(f"the kernel settings emulate x86-64 CPUs; this is {platform.machine()}")
     tmp = tmp_path_factory.mktemp("any_cpu")
     fake = acc.fake_intel_mkl(tmp / "lib")
     out = {}
