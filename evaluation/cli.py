@@ -9,6 +9,7 @@ COMMANDS = (
     "degradations.commands",
     "leaderboard.commands",
     "evaluation.commands",
+    "evaluation.protocol_commands",
     "baselines.restore_commands",
 )
 

@@ -11,6 +11,9 @@ from evaluation.metrics import DEFAULT_METRICS, MetricOptions
 
 def _add_metric_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("metrics")
+    g.add_argument("--protocol", default=None, metavar="NAME",
+                   help="a published protocol (`bench protocols list`): fixes metrics, conventions, references "
+                        "and checks the test set's recipe; recorded in summary.json")
     g.add_argument("--metrics", nargs="+", default=None, metavar="NAME",
                    help=f"metrics to compute (default: {' '.join(DEFAULT_METRICS)}; 'all' for every one; "
                         "`bench evaluate --list-metrics` lists them)")
@@ -135,6 +138,9 @@ def cmd_evaluate(args) -> int:
         return cmd_list_metrics(args)
     if not args.model or not args.testset:
         raise cliutil.UsageError("--model and --testset are required (or --list-metrics)")
+    from evaluation.protocols.apply import apply_to_args
+
+    proto = apply_to_args(args, command="evaluate")
     check_metric_names(args.metrics)
     from evaluation.runner import EvaluateConfig, evaluate
 
@@ -145,7 +151,8 @@ def cmd_evaluate(args) -> int:
                          lq_landmarks=args.lq_landmarks, eval_size=args.eval_size, dataset_root=args.dataset_root,
                          options=_options(args), bootstrap_resamples=args.bootstrap, seed=args.seed,
                          overwrite=args.overwrite, quiet=args.quiet, allow_untrained=args.allow_untrained,
-                         verify=args.verify)
+                         verify=args.verify, protocol=proto.record() if proto else None,
+                         extra_unavailable=proto.unavailable if proto else {})
     summaries = evaluate(cfg)
     root = (args.out or Path("results")) / (args.name or args.model)
     _print_summaries(summaries, {"results": str(root)}, "bench evaluate")
@@ -153,15 +160,19 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_score(args) -> int:
+    from evaluation.protocols.apply import apply_to_args
     from evaluation.score import ScoreConfig, score
 
+    proto = apply_to_args(args, command="score")
     check_metric_names(args.metrics)
     device = cliutil.resolve_device(args.device)
     cfg = ScoreConfig(pred=args.pred, testset=args.testset, out=args.out or Path("results"), name=args.name,
                       mode=args.mode, pattern=args.pattern, metrics=args.metrics, batch_size=args.batch_size,
                       device=device, max_refs=args.max_refs, limit=args.limit, resize=args.resize,
                       dataset_root=args.dataset_root, options=_options(args), bootstrap_resamples=args.bootstrap,
-                      seed=args.seed, overwrite=args.overwrite, quiet=args.quiet, verify=args.verify)
+                      seed=args.seed, overwrite=args.overwrite, quiet=args.quiet, verify=args.verify,
+                      protocol=proto.record() if proto else None,
+                      extra_unavailable=proto.unavailable if proto else {})
     s = score(cfg)
     _print_summaries([s], {"results": str((args.out or Path("results")) / s["model"])}, "bench score")
     return 1 if s["n_scored"] == 0 else 0

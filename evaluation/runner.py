@@ -200,6 +200,10 @@ class EvaluateConfig:
     verify: bool = True
     #: called after each finished image with (mode, image_id, row) — used by tests to interrupt a run
     on_image: Callable[[str, str, dict], None] | None = None
+    #: the protocol record (evaluation.protocols.apply.ProtocolRun.record) written into summary.json
+    protocol: dict | None = None
+    #: metrics that cannot run for a reason known before scoring (e.g. not installed): {name: reason}
+    extra_unavailable: dict[str, str] = field(default_factory=dict)
 
 
 def _default_config(model_name: str) -> str:
@@ -296,12 +300,15 @@ def _evaluate_mode(cfg: EvaluateConfig, mode: str, ts, ds, model, provider, imag
     started = time.time()
     out_dir = Path(cfg.out) / label / safe_component(ts.name, "test set name") / mode
     scorer = Scorer(cfg.metrics, cfg.options, cfg.device)
+    scorer.unavailable.update(cfg.extra_unavailable)
     run_key = {
         "command": "evaluate", "model": cfg.model, "model_config": header_common["model_config"],
         "weights_sha256": header_common["weights"].get("sha256"), "testset_hash": ts.hash, "mode": mode,
         "max_refs": cfg.max_refs, "lq_landmarks": cfg.lq_landmarks, "eval_size": cfg.eval_size,
         "metric_options": {k: v for k, v in vars(cfg.options).items() if k not in ("batch_size", "cache_dir")},
     }
+    if cfg.protocol:
+        run_key["protocol"] = cfg.protocol.get("sha256")
     run = ResultRun(out_dir, run_key, overwrite=cfg.overwrite)
     restored_dir = out_dir / RESTORED_DIR
     restored_dir.mkdir(exist_ok=True)
@@ -332,9 +339,11 @@ def _evaluate_mode(cfg: EvaluateConfig, mode: str, ts, ds, model, provider, imag
     wants_landmarks = model.needs_landmarks or model.uses_landmarks
     header = {**header_common, "mode": mode, "landmarks": cfg.lq_landmarks if wants_landmarks else None,
               "max_refs": cfg.max_refs}
+    if cfg.protocol:
+        header["protocol"] = cfg.protocol
     header = {k: header[k] for k in ("model", "model_config", "weights", "mode", "testset", "testset_verified",
                                      "label", "sizes",
-                                     "landmarks", "max_refs", "cpu_allocator") if k in header}
+                                     "landmarks", "max_refs", "cpu_allocator", "protocol") if k in header}
     return finish(run, scorer=scorer, image_ids=image_ids, header=header, pred_loader=pred_item,
                   gt_items=gt_item, started=started, device=cfg.device,
                   bootstrap_resamples=cfg.bootstrap_resamples, seed=cfg.seed, quiet=cfg.quiet)

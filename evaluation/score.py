@@ -54,6 +54,10 @@ class ScoreConfig:
     quiet: bool = False
     #: hash the test set's LQ files against checksums.sha256 first (degradations.testset_verify); False: --no-verify
     verify: bool = True
+    #: the protocol record (evaluation.protocols.apply.ProtocolRun.record) written into summary.json
+    protocol: dict | None = None
+    #: metrics that cannot run for a reason known before scoring (e.g. not installed): {name: reason}
+    extra_unavailable: dict[str, str] = field(default_factory=dict)
 
 
 def find_prediction(pred_dir: Path, image_id: str, pattern: str | None) -> Path | None:
@@ -94,9 +98,12 @@ def score(cfg: ScoreConfig) -> dict:
     started = time.time()
     out_dir = Path(cfg.out) / label / safe_component(ts.name, "test set name") / mode
     scorer = Scorer(cfg.metrics, cfg.options, cfg.device)
+    scorer.unavailable.update(cfg.extra_unavailable)
     run_key = {"command": "score", "predictions": str(pred_dir.resolve()), "pattern": cfg.pattern,
                "testset_hash": ts.hash, "mode": mode, "max_refs": cfg.max_refs, "resize": cfg.resize,
                "metric_options": {k: v for k, v in vars(cfg.options).items() if k not in ("batch_size", "cache_dir")}}
+    if cfg.protocol:
+        run_key["protocol"] = cfg.protocol.get("sha256")
     run = ResultRun(out_dir, run_key, overwrite=cfg.overwrite)
     columns = scorer.columns
     read_ds = _ImageCache(ds.read)
@@ -161,6 +168,8 @@ def score(cfg: ScoreConfig) -> dict:
     header = {"model": name, "model_config": None, "weights": None, "mode": mode, "testset": testset_header(ts),
               **verified, "predictions": str(pred_dir.resolve()), "pattern": cfg.pattern, "resized": cfg.resize,
               "max_refs": cfg.max_refs}
+    if cfg.protocol:
+        header["protocol"] = cfg.protocol
     return finish(run, scorer=scorer, image_ids=image_ids, header=header, pred_loader=pred_item, gt_items=gt_item,
                   started=started, device=cfg.device, bootstrap_resamples=cfg.bootstrap_resamples, seed=cfg.seed,
                   quiet=cfg.quiet)
