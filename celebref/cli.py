@@ -6,6 +6,7 @@ COMMANDS = (
     "celebref.commands.inspect",
     "celebref.commands.build",
     "celebref.commands.publish",
+    "celebref.commands.review",
 )
 
 main = build_main(

@@ -1,7 +1,8 @@
 """`build_dataset`: sources -> DATASET folder (celebref.dataset format), every stage cached and resumable.
 
 Order: ingest -> faces (per item) -> embeddings and quality scores (per item) -> identities (clusters + names) ->
-quality decisions -> near-duplicates -> min_images -> splits/references -> images + tables + build.json + report.
+curation (``--curation``, from ``celebref review``) -> quality decisions -> near-duplicates -> min_images ->
+splits/references -> images + tables + build.json + report.
 A face's manifest row records the first stage that rejected it (``reject_stage``/``reject_reason``/
 ``reject_detail``); faces rejected for quality keep their identity.
 """
@@ -37,7 +38,7 @@ from celebref.imageio import file_sha256
 log = logging.getLogger("celebref.build")
 
 BUILD_FORMAT = "celebref.build/1"
-STAGES = ("ingest", "faces", "identity", "quality", "dedup", "splits")
+STAGES = ("ingest", "faces", "identity", "curation", "quality", "dedup", "splits")
 
 
 @dataclass
@@ -97,13 +98,22 @@ def _progress_factory(quiet: bool):
 def build_dataset(sources: list[str | SourceSpec], out: str | os.PathLike, cfg: BuildConfig | None = None, *,
                   workers: int = 1, truth: str | os.PathLike | None = None, mode: str = "resume",
                   executor: Executor | str | None = None, address: str | None = None,
-                  quiet: bool = True) -> BuildResult:
+                  quiet: bool = True, curation: str | os.PathLike | None = None) -> BuildResult:
     """Build (or resume/refresh) a dataset in ``out`` from ``sources``. Deterministic for the same inputs, config
     and seed, whatever ``workers`` and executor. ``mode='overwrite'`` deletes ``out``'s cache and outputs first.
 
     ``executor``: None/``'local'`` (this machine, ``workers`` processes), ``'dask'`` (a Dask scheduler at
-    ``address``, else a LocalCluster of ``workers`` processes), or an :class:`Executor` instance (left open)."""
+    ``address``, else a LocalCluster of ``workers`` processes), or an :class:`Executor` instance (left open).
+    ``curation``: a curation file from ``celebref review`` (see :mod:`celebref.review.curation`), applied after
+    clustering; a malformed file raises FormatError before any work."""
     cfg = cfg or BuildConfig()
+    # --- curation (celebref review): loaded first so that a bad file fails before any work
+    cur_doc = None
+    if curation is not None:
+        from celebref.review.curation import load_curation
+
+        cur_doc = load_curation(curation)
+    # --- end curation
     out = Path(out)
     if mode not in ("resume", "overwrite"):
         raise ValueError("mode must be 'resume' or 'overwrite'")
@@ -218,6 +228,20 @@ def build_dataset(sources: list[str | SourceSpec], out: str | os.PathLike, cfg: 
     timings["identity"] = {"wall_s": round(time.perf_counter() - t0, 3), "cached": identity_cached, "key": ikey,
                            "threshold": groups.threshold, "clustering": groups.stats}
 
+    # ------------------------------------------------------------------ 3c. curation (celebref review)
+    curated: dict[str, str] = {}
+    curation_rejects: dict[str, tuple[str, str]] = {}
+    curation_record = None
+    if cur_doc is not None:
+        from celebref.review.curation import apply_curation
+
+        cres = apply_curation(groups, cur_doc[0])
+        groups, curated, curation_rejects = cres.groups, cres.curated, cres.rejects
+        curation_record = cres.record(*cur_doc)
+        for w in cres.warnings:
+            log.warning("curation: %s", w)
+    # ------------------------------------------------------------------ end curation
+
     # ------------------------------------------------------------------ 4b. quality decisions
     t0 = time.perf_counter()
     fscore: dict[str, dict] = {}
@@ -242,6 +266,8 @@ def build_dataset(sources: list[str | SourceSpec], out: str | os.PathLike, cfg: 
     duplicate_of: dict[str, str] = {}
     for fid, (reason, detail) in groups.rejects.items():
         reject[fid] = ("identity", reason, detail)
+    for fid, (reason, detail) in curation_rejects.items():  # curation (celebref review)
+        reject[fid] = ("curation", reason, detail)
     for fid in cand:
         if fid not in reject and qdec[fid][0]:
             reject[fid] = ("quality", qdec[fid][0], qdec[fid][1])
@@ -320,6 +346,7 @@ def build_dataset(sources: list[str | SourceSpec], out: str | os.PathLike, cfg: 
     # ------------------------------------------------------------------ manifest
     manifest = _manifest(ing, items, faces_run, faces, fscore, qdec, reject, duplicate_of, groups, ident_of_group,
                          image_of, image_split, sha_of, generic)
+    manifest["curated"] = [curated.get(f) for f in manifest["face_id"]]  # curation (celebref review)
     identities = pd.DataFrame([{
         "identity": ident_of_group[g], "name": groups.groups[g]["name"],
         "aliases": list(groups.groups[g]["aliases"]), "n_images": len(final_groups[g]),
@@ -350,6 +377,7 @@ def build_dataset(sources: list[str | SourceSpec], out: str | os.PathLike, cfg: 
         "timings": timings,
         "executor": executor_info,
         "cluster_quality": cluster_quality,
+        "curation": curation_record,
         "ingest_counts": dict(sorted(ing.counts.items())),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "seed": cfg.seed,
@@ -428,7 +456,8 @@ def _funnel(ing, faces_run, faces, cand, reject, image_of, final_groups) -> dict
     decoded = sum(1 for r in faces_run.records.values() if (r.get("result") or {}).get("image"))
     with_face = sum(1 for r in faces_run.records.values() if (r.get("result") or {}).get("faces"))
     stage_lost = Counter(v[0] for v in reject.values())
-    after_identity = len(cand) - stage_lost["identity"] + sum(1 for v in reject.values() if v[1] == "too_few_images")
+    after_identity = (len(cand) - stage_lost["identity"] - stage_lost["curation"]
+                      + sum(1 for v in reject.values() if v[1] == "too_few_images"))
     return {
         "ingest_entries": len(ing.items) + len(ing.rejects),
         "ingest_items": len(ing.items),

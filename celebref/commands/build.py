@@ -41,6 +41,9 @@ def register(sub, common) -> None:
                    help="CSV with sha256,identity columns: score the clustering (pairwise and BCubed P/R/F1)")
     p.add_argument("--mode", choices=("resume", "overwrite"), default="resume",
                    help="resume (default: reuse the cache in OUT) or overwrite (start from scratch)")
+    p.add_argument("--curation", type=Path, default=None, metavar="FILE",
+                   help="curation.json saved by the `celebref review` page: split/merge/reject decisions keyed by "
+                        "face id, applied after clustering (recorded in build.json and the manifest's `curated`)")
     p.add_argument("--print-config", action="store_true", help="print the effective config as YAML and exit")
     p.set_defaults(func=run)
 
@@ -79,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         res = build_dataset(args.source, args.out, cfg, workers=args.workers, truth=args.truth, mode=args.mode,
-                            executor=args.executor, address=args.address, quiet=args.quiet)
+                            executor=args.executor, address=args.address, quiet=args.quiet,
+                            curation=args.curation)
     except (SourceError, ConfigError, ExecutorError) as e:
         raise cliutil.UsageError(str(e)) from e
     info = res.info
@@ -96,6 +100,10 @@ def run(args: argparse.Namespace) -> int:
         summary.notes.append(f"clusters vs truth (n={c['n']}): BCubed F1 {c['bcubed_f1']:.3f} "
                              f"(P {c['bcubed_precision']:.3f} R {c['bcubed_recall']:.3f}), pairwise F1 "
                              f"{c['pairwise_f1']:.3f}")
+    cur = info.get("curation")
+    if cur:
+        summary.notes.append(f"curation: {cur['actions']} action(s) applied to {cur['faces_curated']} face(s), "
+                             f"{cur['faces_rejected']} rejected, {cur['n_warnings']} warning(s)")
     summary.notes.append(f"NIQE: {info['resolved']['niqe']}")
     summary.notes.append("device: cpu (every build stage runs on CPU)")
     ex = info.get("executor") or {}

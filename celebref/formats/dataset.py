@@ -40,7 +40,7 @@ MANIFEST = (
     Column("face_id", "string", nullable=False, doc="unique id of the candidate face (source hash + face index)"),
     Column("kept", "bool", nullable=False, doc="bool: in the dataset"),
     Column("reject_stage", "string",
-           doc="stage that rejected it (ingest|faces|identity|quality|dedup|splits) or null"),
+           doc="stage that rejected it (ingest|faces|identity|curation|quality|dedup|splits) or null"),
     Column("reject_reason", "string", doc="machine-readable reason, e.g. no_face, low_sharpness, near_duplicate"),
     Column("identity", "string", doc="identity id (kept faces; clustered faces may keep it when rejected later)"),
     Column("image_id", "string", doc="<identity>_<n> for kept faces"),
@@ -50,6 +50,9 @@ MANIFEST = (
     Column("landmarks", "list<float>", doc="list of 136 floats: 68 (x, y) points in aligned-image pixels"),
     Column("source_path", "string", doc="where the photo came from (file path / archive member / URL)"),
     Column("source_sha256", "string", doc="sha256 of the source file bytes"),
+    Column("curated", "string", required=False,
+           doc="review actions applied to the face (`build --curation`), e.g. 'merge#3' or 'split#1;reject_face#4', "
+               "else null"),
 )
 IDENTITIES = (
     Column("identity", "string", nullable=False, doc="identity id (file-name safe)"),
@@ -77,6 +80,17 @@ class WeightRecord(Document):
     name: NonEmptyStr
 
 
+class CurationRecord(Document):
+    """build.json ``curation``: the curation file a build applied (``celebref build --curation``)."""
+
+    file_sha256: Sha256
+    reviewed_dataset_hash: Sha256
+    actions: int = Field(ge=0)
+    faces_curated: int = Field(ge=0)
+    faces_rejected: int = Field(ge=0)
+    n_warnings: int = Field(ge=0)
+
+
 class BuildInfo(Document):
     """build.json: what the dataset is (format, content hash, counts) and how it was built (params, versions,
     weights). Further keys (sources, timings, stage keys, ...) are free-form."""
@@ -90,6 +104,7 @@ class BuildInfo(Document):
     weights: list[WeightRecord] | None = None
     created: str | None = None
     seed: int | None = None
+    curation: CurationRecord | None = None
 
 
 # ----------------------------------------------------------------------------------------------- validators
