@@ -326,4 +326,88 @@ def test_review_page_in_chromium_curate_and_rebuild(reviewed, small_built, small
     data2 = _page_data(page)
     first = data2["identities"][0]
     assert first["identity"] == mid and first["impure"], first["flags"]
-    assert not any(i["flags"] for i in data2["identities"][1:])
+    assert any(f.startswith("bimodal: two groups of 4 and 3 faces") for f in first["flags"]), first["flags"]
+
+
+def test_review_page_matches_apply_curation(reviewed, tmp_path):
+    """Split (select two faces), merge the new identity into another, reject an identity, reject a face and undo
+    it: the page's final grouping equals what apply_curation makes of the saved file (the page and the build share
+    the semantics)."""
+    from tests.leaderboard.browser import Chrome
+
+    chrome, driver = _browser()
+    data = _page_data(reviewed / "review.html")
+    by_name = {i["name"]: i for i in data["identities"]}
+    a, b_, c = by_name["00075"], by_name["00089"], by_name["obama"]
+    picked = [f["face_id"] for f in a["faces"][:2]]
+    with Chrome(chrome, driver) as b:
+        b.logs()
+        b.get((reviewed / "review.html").as_uri())
+        sec = f'section[data-identity="{a["identity"]}"]'
+        assert b.execute(f"return document.querySelector('{sec} button.split').disabled;") is True
+        for f in picked:
+            _click(b, f'figure[data-face-id="{f}"] img')
+        assert b.execute(f"return document.querySelector('{sec} button.split').textContent;") == \
+            "split off 2 selected"
+        _click(b, f"{sec} button.split")
+        (new_key,) = [k for k, _ in b.execute(LIVE_SECTIONS) if k.startswith("split#")]
+        _click(b, f'section[data-identity="{new_key}"] select.merge-target option[value="{c["identity"]}"]')
+        _click(b, f'section[data-identity="{new_key}"] button.merge')
+        _click(b, f'section[data-identity="{b_["identity"]}"] button.reject-identity')
+        _click(b, f'figure[data-face-id="{c["faces"][0]["face_id"]}"] button.reject-face')
+        _click(b, "#undo")
+        live = dict(b.execute(LIVE_SECTIONS))
+        _click(b, "#save")
+        doc = json.loads(b.execute("return document.getElementById('curation-json').textContent;"))
+        assert b.console_errors() == []
+    assert [x["action"] for x in doc["actions"]] == ["split", "merge", "reject_identity"]
+    assert doc["actions"][0]["face_ids"] == sorted(picked)
+    assert sorted(live[c["identity"]]) == sorted(picked + [f["face_id"] for f in c["faces"]])
+    assert b_["identity"] not in live
+    # the same file through the build's code path, on the reviewed identities
+    groups = {i["identity"]: {"name": i["name"], "aliases": [], "cluster": 0, "faces": sorted(f["face_id"]
+              for f in i["faces"])} for i in data["identities"]}
+    ig = IdentityGroups({f: 0 for g in groups.values() for f in g["faces"]},
+                        {f: k for k, g in groups.items() for f in g["faces"]}, groups, {}, 0.65)
+    p = tmp_path / "curation.json"
+    p.write_text(json.dumps(doc))
+    res = apply_curation(ig, load_curation(p)[0])
+    assert res.warnings == []
+    assert sorted(tuple(g["faces"]) for g in res.groups.groups.values()) == \
+        sorted(tuple(sorted(v)) for v in live.values())
+    assert set(res.rejects) == {f["face_id"] for f in b_["faces"]}
+
+
+def test_review_flags_impure_and_near_merge_identities(reviewed, small_sources, tmp_path, capsys):
+    """Curate the small build into known mistakes (obama merged into 00089: two people in one identity; 00075 split
+    in two halves: one person in two identities), rebuild, review: the merged identity is flagged impure and comes
+    first, the two halves are a near-merge pair, nothing else is flagged."""
+    from celebref.dataset import FaceDataset
+    from celebref.review.analysis import review_dataset
+
+    data = _page_data(reviewed / "review.html")
+    by_name = {i["name"]: i for i in data["identities"]}
+    half = sorted(f["face_id"] for f in by_name["00075"]["faces"])[:2]
+    cur = tmp_path / "curation.json"
+    cur.write_text(json.dumps({"format": "celebref.curation/1", "dataset_hash": data["dataset_hash"], "actions": [
+        {"seq": 1, "action": "merge", "face_id": by_name["obama"]["faces"][0]["face_id"],
+         "into": by_name["00089"]["faces"][0]["face_id"]},
+        {"seq": 2, "action": "split", "face_ids": half}]}))
+    ds = tmp_path / "ds"
+    shutil.copytree(reviewed, ds, symlinks=True)
+    assert _rebuild(small_sources, ds, cur, tmp_path) == 0
+    capsys.readouterr()
+    assert celebref_main(["review", str(ds)]) == 0
+    assert "1 impure, 1 near-merge pair(s)" in capsys.readouterr().out
+    rv = review_dataset(FaceDataset.load(ds))
+    kept = pd.read_parquet(ds / "manifest.parquet").query("kept")
+    ident_of = dict(zip(kept["face_id"], kept["identity"]))
+    merged = ident_of[by_name["obama"]["faces"][0]["face_id"]]
+    halves = sorted({ident_of[f["face_id"]] for f in by_name["00075"]["faces"]})
+    assert len(halves) == 2 and ident_of[half[0]] == ident_of[half[1]]
+    assert [(r.identity, r.impure, bool(r.near)) for r in rv.identities] == \
+        [(merged, True, False), (halves[0], False, True), (halves[1], False, True)]
+    assert [(a, b) for a, b, _ in rv.near_pairs] == [tuple(halves)]
+    # not a borderline call: the halves' centres are 0.31 apart (dlib, threshold 0.65)
+    assert rv.near_pairs[0][2] < rv.threshold - 0.2
+    assert any(f.startswith("bimodal: two groups of") for f in rv.identities[0].flags), rv.identities[0].flags
