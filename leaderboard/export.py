@@ -45,7 +45,27 @@ def markdown_table(t: Table) -> str:
                 v = f"**{c.text}**" if c.best else c.text
                 cells.append(f"{v} {c.ci_text}".strip())
         lines.append("| " + " | ".join(cells) + " |")
+    lines += published_markdown_rows(t)
     return "\n".join(lines)
+
+
+def published_markdown_rows(t: Table) -> list[str]:
+    """Rows of the cited table ("published", with the table's name) and Δ rows (ours − published)."""
+    from leaderboard.published import fmt_diff
+
+    b = t.published
+    if b is None:
+        return []
+    out = []
+    for ln in b.lines:
+        cells = [f"{_md_escape(ln.method)} *(published)*", _md_escape(b.table), "—", ""]
+        cells += [ln.texts.get(m, "—") for m in t.metrics]
+        out.append("| " + " | ".join(cells) + " |")
+    for d in b.diffs:
+        cells = [f"Δ {_md_escape(d.run_label)} − {_md_escape(d.method)} (published)", "", "", ""]
+        cells += [fmt_diff(d.diffs[m]) if m in d.diffs else "—" for m in t.metrics]
+        out.append("| " + " | ".join(cells) + " |")
+    return out
 
 
 def to_markdown(tables: list[Table], skipped: list[Skipped] | None = None, title: str = "Leaderboard") -> str:
@@ -65,7 +85,10 @@ def to_markdown(tables: list[Table], skipped: list[Skipped] | None = None, title
             out.append(f"- {name} n/a: {_md_escape(why)}")
         for n in t.notes:
             out.append(f"- note: {_md_escape(n)}")
-        if unavailable or t.notes:
+        if t.published is not None:
+            out.append(f"- {_md_escape(t.published.caption)}")
+            out += [f"- {_md_escape(n)}" for n in t.published.notes]
+        if unavailable or t.notes or t.published is not None:
             out.append("")
     if skipped:
         out += ["## Skipped result files", ""]

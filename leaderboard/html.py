@@ -29,6 +29,7 @@ p.meta{font-size:.85rem;color:#57606a;margin:.2rem 0 .6rem 0}code{font-size:.85e
 table.sortable{border-collapse:collapse;font-size:.9rem;background:#fff}
 table.sortable th,table.sortable td{border:1px solid #d0d7de;padding:.3rem .55rem;text-align:left;white-space:nowrap}
 table.sortable td.num{text-align:right;font-variant-numeric:tabular-nums}
+tbody.published td{background:#f6f8fa;color:#57606a}
 table.sortable th{background:#f0f3f6;cursor:pointer;user-select:none;position:relative;padding-right:1.2rem}
 table.sortable th[aria-sort=ascending]::after{content:"\\25B2";position:absolute;right:.3rem;font-size:.65rem}
 table.sortable th[aria-sort=descending]::after{content:"\\25BC";position:absolute;right:.3rem;font-size:.65rem}
@@ -93,6 +94,25 @@ def data_uri(path: Path) -> str:
     return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
 
 
+def published_html_rows(t: Table) -> list[str]:
+    """Rows of the cited table (class "published", not sorted with the runs) and Δ rows (ours − published)."""
+    from leaderboard.published import fmt_diff
+
+    b = t.published
+    out = []
+    for ln in b.lines:
+        cells = [f'<td>{e(ln.method)} <em>published</em></td>', f'<td title="{e(b.citation)}">{e(b.table)}</td>',
+                 "<td>—</td>", "<td></td>"]
+        cells += [f'<td class="num">{e(ln.texts.get(m, "—"))}</td>' for m in t.metrics]
+        out.append(f'<tr class="published" data-published="{e(ln.method)}">' + "".join(cells) + "</tr>")
+    for d in b.diffs:
+        cells = [f'<td>Δ {e(d.run_label)} − {e(d.method)} <em>published</em></td>', "<td></td>", "<td></td>",
+                 "<td></td>"]
+        cells += [f'<td class="num">{e(fmt_diff(d.diffs[m]) if m in d.diffs else "—")}</td>' for m in t.metrics]
+        out.append(f'<tr class="published delta" data-published="{e(d.method)}">' + "".join(cells) + "</tr>")
+    return out
+
+
 def table_html(t: Table, idx: int) -> str:
     head = [
         '<th data-type="text">Model</th>', '<th data-type="text">Weights</th>',
@@ -133,13 +153,17 @@ def table_html(t: Table, idx: int) -> str:
     notes = [f"<li>{e(display_name(m))} n/a: {e(why)}</li>" for m, why in sorted(
         {(m, c.unavailable) for r in t.rows for m, c in r.cells.items() if c.unavailable})]
     notes += [f"<li>{e(n)}</li>" for n in t.notes]
+    published = ""
+    if t.published is not None:  # a second tbody: the sort script orders only the first (the runs)
+        published = f'<tbody class="published">{"".join(published_html_rows(t))}</tbody>'
+        notes += [f"<li>{e(t.published.caption)}</li>"] + [f"<li>{e(n)}</li>" for n in t.published.notes]
     return (
         f'<section class="lb" id="{e(t.key)}"><h2>{e(t.title)}</h2>'
         f'<p class="meta">test set <code>{e(t.testset_name)}</code> hash <code>{e(t.testset_hash)}</code> · preset '
         f'<code>{e(t.preset or "?")}</code> {e(t.preset_version)}{e(sev)} · dataset '
         f'<code>{e(short_hash(t.dataset_hash))}</code></p>'
         f'<table class="sortable lb-table" id="table-{idx}" data-testset="{e(t.testset_name)}" data-mode="{e(t.mode)}">'
-        f'<thead><tr>{"".join(head)}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+        f'<thead><tr>{"".join(head)}</tr></thead><tbody>{"".join(body)}</tbody>{published}</table>'
         + (f'<ul class="notes">{"".join(notes)}</ul>' if notes else "") + "</section>"
     )
 

@@ -35,6 +35,7 @@ STORE_COLUMNS = (
     "n_images", "n_scored", "n_failed",
     "metric", "mean", "ci_low", "ci_high", "n", "higher_is_better", "convention", "unavailable",
     "created", "device", "seconds", "versions", "summary_path", "run_dir",
+    "protocol", "protocol_deviations",
 )
 #: What identifies a run (two summaries with the same key are duplicates; the newest is kept).
 RUN_KEY = ("model", "model_config", "weights_sha256", "testset_hash", "mode")
@@ -95,6 +96,15 @@ def validate_summary(doc, path: str | os.PathLike = SUMMARY_NAME) -> list[tuple[
     return out
 
 
+def _protocol_fields(rec) -> dict:
+    """``protocol`` (name@version, '' without) and ``protocol_deviations`` (JSON list) of a summary's record."""
+    if not isinstance(rec, dict) or not isinstance(rec.get("name"), str):
+        return {"protocol": "", "protocol_deviations": "[]"}
+    dev = rec.get("deviations")
+    dev = [str(d) for d in dev] if isinstance(dev, list) else []
+    return {"protocol": f"{rec['name']}@{rec.get('version', '')}", "protocol_deviations": json.dumps(dev)}
+
+
 def summary_rows(doc: dict, summary_path: Path) -> list[dict]:
     """The store rows of one (validated) summary."""
     ts = doc["testset"]
@@ -123,6 +133,7 @@ def summary_rows(doc: dict, summary_path: Path) -> list[dict]:
         "versions": json.dumps(doc.get("versions") or {}, sort_keys=True),
         "summary_path": str(summary_path),
         "run_dir": str(run_dir),
+        **_protocol_fields(doc.get("protocol")),
     }
     base["run_id"] = "|".join(str(base[k]) for k in RUN_KEY)
     dropped = {name for name, _ in validate_summary(doc, summary_path)}

@@ -17,6 +17,9 @@ DISPLAY_NAMES = {
     "lpips": "LPIPS", "fid": "FID", "niqe": "NIQE", "musiq": "MUSIQ", "maniqa": "MANIQA", "clipiqa": "CLIP-IQA",
     "brisque": "BRISQUE", "ids": "IDS", "id_dist": "IDS", "identity_distance": "IDS", "id_sim": "ID_Sim",
     "lmd": "LMD", "landmark_distance": "LMD",
+    "ids_arcface": "IDS-ArcFace", "ids_arcface18": "IDS-ArcFace18", "ids_dlib": "IDS-dlib", "deg_arcface": "Deg",
+    "lpips_vgg": "LPIPS-VGG", "lpips_alex": "LPIPS-Alex", "flpips": "fLPIPS", "dists": "DISTS",
+    "fid_ffhq": "FID(FFHQ)", "kid": "KID",
 }
 #: Column order for common metrics; others follow alphabetically.
 PREFERRED_ORDER = ("psnr", "psnr_y", "ssim", "ssim_y", "ms_ssim", "lpips", "fid", "niqe", "musiq", "maniqa",
@@ -111,6 +114,9 @@ class Table:
     higher_is_better: dict[str, bool | None]
     rows: list[Row]
     notes: list[str] = field(default_factory=list)
+    #: protocol label (name@version) the runs were made under ('' when none), and the published rows
+    protocol: str = ""
+    published: object | None = None  # leaderboard.published.PublishedBlock
 
     @property
     def key(self) -> str:
@@ -191,12 +197,34 @@ def build_tables(df: pd.DataFrame) -> list[Table]:
                     c.best = True
         first = g.iloc[0]
         sev = _none(first["severity"])
+        protocol, block = _published(g, rows)
+        if block is not None:  # the published columns are shown even where no run has them
+            metrics += [c for c in (block.lines[0].texts if block.lines else ()) if c not in metrics]
+            for c in metrics:
+                recorded = g.loc[g["metric"] == c, "higher_is_better"].notna().any()
+                if not recorded and c in block.higher_is_better:
+                    hib[c] = block.higher_is_better[c]
         tables.append(Table(
             testset_name=ts_name, testset_hash=ts_hash, mode=mode, severity=float(sev) if sev is not None else None,
             preset=str(first["preset"]), preset_version=str(first["preset_version"]),
             dataset_hash=str(first["dataset_hash"]), metrics=metrics, higher_is_better=hib, rows=rows,
-            notes=notes))
+            notes=notes, protocol=protocol, published=block))
     return tables
+
+
+def _published(g: pd.DataFrame, rows: list[Row]):
+    """(protocol label, PublishedBlock or None) of one table's runs (the first protocol named, if any)."""
+    if "protocol" not in g.columns:
+        return "", None
+    labels = [p for p in dict.fromkeys(g["protocol"].fillna("")) if p]
+    if not labels:
+        return "", None
+    from leaderboard.published import deviations_of, published_block
+
+    block = published_block(labels[0], rows, deviations_of(g["protocol_deviations"]))
+    if block is not None and len(labels) > 1:
+        block.notes.append(f"runs of this table used different protocols: {', '.join(labels)}")
+    return labels[0], block
 
 
 def rank_values(values: list[float | None], higher_is_better: bool) -> list[int | None]:
