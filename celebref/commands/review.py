@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     impure = sum(r.impure for r in review.identities)
     summary.notes.append(f"{len(review.identities)} identities: {impure} impure, {len(review.near_pairs)} "
                          f"near-merge pair(s) (threshold {review.threshold:g}, {review.metric})")
-    summary.notes.append("embeddings: " + ", ".join(f"{v} from {k}" for k, v in sorted(review.embeddings_from.items())))
+    summary.notes.append("embeddings: " + ", ".join(f"{v} {'read from the build cache' if k == 'cache' else k}"
+                                                    for k, v in sorted(review.embeddings_from.items())))
     summary.print()
     return cliutil.EXIT_OK

@@ -193,6 +193,31 @@ def test_review_cli_writes_the_page(reviewed, small_built):
     assert "http://" not in page.read_text() and "https://" not in page.read_text()
 
 
+def test_review_without_cache_embeds_again_and_links_from_elsewhere(reviewed, tmp_path, capsys):
+    """A copy without cache/ (moved or published): the faces are embedded again from their aligned images, with the
+    same distances as the cached embeddings; a page written outside the dataset links the images relatively."""
+    import numpy as np
+
+    from celebref.dataset import FaceDataset
+    from celebref.review.analysis import load_embeddings
+
+    bare = tmp_path / "bare"
+    shutil.copytree(reviewed, bare, symlinks=True, ignore=shutil.ignore_patterns("cache", "review.html"))
+    cached, origin = load_embeddings(FaceDataset.load(reviewed))
+    again, origin2 = load_embeddings(FaceDataset.load(bare))
+    assert origin == {"cache": len(cached), "computed": 0} and origin2 == {"cache": 0, "computed": len(cached)}
+    assert sorted(again) == sorted(cached)
+    assert max(float(np.abs(again[f] - cached[f]).max()) for f in cached) < 1e-4
+    page = tmp_path / "pages" / "deep" / "r.html"
+    assert celebref_main(["review", str(bare), "--out", str(page)]) == 0
+    assert f"{len(cached)} computed" in page.read_text() and f"0 read from the build cache, {len(cached)} computed" in capsys.readouterr().out
+    data = _page_data(page)
+    srcs = [f["src"] for i in data["identities"] for f in i["faces"]]
+    assert all(s.startswith("../../bare/images/") and (page.parent / s).is_file() for s in srcs), srcs[:3]
+    assert data == {**_page_data(reviewed / "review.html"), "identities": data["identities"]}
+    assert celebref_main(["review", str(bare), "--out", str(tmp_path / "x.txt")]) == 2
+
+
 def test_review_cli_bad_dataset_is_exit_2(tmp_path, capsys):
     assert celebref_main(["review", str(tmp_path / "missing")]) == 2
     assert "not a dataset folder" in capsys.readouterr().err
