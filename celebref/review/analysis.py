@@ -35,6 +35,7 @@ class IdentityReview:
     flags: list[str] = field(default_factory=list)  # human-readable reasons to look at it
     impure: bool = False
     near: list[tuple[str, float]] = field(default_factory=list)  # (other identity, centre distance), ascending
+    aliases: list[str] = field(default_factory=list)  # other names of the identity (identities.parquet)
 
     @property
     def max_distance(self) -> float:
@@ -119,6 +120,8 @@ def review_dataset(ds: FaceDataset, embeddings: dict[str, np.ndarray] | None = N
     kept = ds.images
     names = dict(zip(ds.identities["identity"].astype(str), ds.identities["name"]))
     splits = dict(zip(ds.identities["identity"].astype(str), ds.identities["split"].astype(str)))
+    aliases = dict(zip(ds.identities["identity"].astype(str),
+                       ds.identities["aliases"] if "aliases" in ds.identities.columns else [None] * len(ds.identities)))
     idents: list[IdentityReview] = []
     centres: dict[str, np.ndarray] = {}
     for ident, grp in kept.groupby("identity", sort=True):
@@ -136,7 +139,8 @@ def review_dataset(ds: FaceDataset, embeddings: dict[str, np.ndarray] | None = N
                  for f, iid, p, di, li in zip(fids, grp["image_id"], grp["path"], d, loo)]
         faces.sort(key=lambda e: (e.distance, e.face_id))
         name = names.get(ident)
-        rv = IdentityReview(ident, name if isinstance(name, str) else None, splits.get(ident, ""), faces)
+        rv = IdentityReview(ident, name if isinstance(name, str) else None, splits.get(ident, ""), faces,
+                            aliases=[str(a) for a in (aliases.get(ident) if aliases.get(ident) is not None else [])])
         n_out = sum(f.outlier for f in faces)
         if n_out:
             rv.flags.append(f"impure: {n_out} face(s) farther than {thr:g} from the centre of the others")

@@ -25,7 +25,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -69,7 +69,7 @@ class Split(_Action):
         return self
 
 
-Action = Annotated[Union[RejectFace, RejectIdentity, Merge, Split], Field(discriminator="action")]
+Action = Annotated[RejectFace | RejectIdentity | Merge | Split, Field(discriminator="action")]
 
 
 class Curation(Closed):
@@ -84,7 +84,7 @@ class Curation(Closed):
     def _unique_seq(self):
         seqs = [a.seq for a in self.actions]
         if len(set(seqs)) != len(seqs):
-            dup = sorted(s for s, n in Counter(seqs).items() if n > 1)[0]
+            dup = min(s for s, n in Counter(seqs).items() if n > 1)
             raise ValueError(f"unique seq numbers (seq {dup} is used twice)")
         return self
 

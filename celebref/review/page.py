@@ -50,7 +50,8 @@ function derive() {
   // the same semantics as celebref.review.curation.apply_curation, in seq order
   const groups = new Map(), groupOf = {}, rejected = {}, touched = {};
   for (const g of DATA.identities) {
-    groups.set(g.identity, {key: g.identity, label: g.identity, name: g.name, faces: g.faces.map(f => f.face_id)});
+    const name = g.name && g.aliases.length ? g.name + ' (also ' + g.aliases.join(', ') + ')' : g.name;
+    groups.set(g.identity, {key: g.identity, label: g.identity, name, faces: g.faces.map(f => f.face_id)});
     for (const f of g.faces) groupOf[f.face_id] = g.identity;
   }
   const tag = (f, a) => { touched[f] = (touched[f] ? touched[f] + ';' : '') + a.action + '#' + a.seq; };
@@ -201,7 +202,8 @@ def page_data(review: Review, root: Path, page_dir: Path) -> dict:
         "format": FORMAT, "dataset_hash": review.dataset_hash, "metric": review.metric,
         "threshold": review.threshold,
         "identities": [{
-            "identity": r.identity, "name": r.name, "split": r.split, "flags": list(r.flags), "impure": r.impure,
+            "identity": r.identity, "name": r.name, "aliases": list(r.aliases), "split": r.split,
+            "flags": list(r.flags), "impure": r.impure,
             "near": [[o, round(d, 6)] for o, d in r.near],
             "faces": [{"face_id": f.face_id, "image_id": f.image_id, "src": _src(page_dir, root, f.path),
                        "d": round(f.distance, 6), "outlier": f.outlier} for f in r.faces],
@@ -216,7 +218,8 @@ def write_page(review: Review, root: str | os.PathLike, out: str | os.PathLike) 
     data = json.dumps(page_data(review, root, page_dir), sort_keys=True).replace("</", "<\\/")
     n_flag = sum(1 for r in review.identities if r.flags)
     n_faces = sum(len(r.faces) for r in review.identities)
-    origin = ", ".join(f"{v} {k}" for k, v in sorted(review.embeddings_from.items()) if v) or "none"
+    origin = ", ".join(f"{v} {'read from the build cache' if k == 'cache' else k}"
+                       for k, v in sorted(review.embeddings_from.items()) if v) or "none"
     doc = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="{CSP}">

@@ -322,7 +322,7 @@ def test_review_page_in_chromium_curate_and_rebuild(reviewed, small_built, small
     assert len(merged) == 1  # one identity now
     # the merge moves the whole clustered identity, faces later dropped by quality/dedup included
     merged_rows = m[m["curated"] == "merge#2"]
-    assert set(f["face_id"] for f in obama["faces"]) <= set(merged_rows["face_id"])
+    assert {f["face_id"] for f in obama["faces"]} <= set(merged_rows["face_id"])
     assert set(merged_rows["name"]) == {"obama"}
     assert set(m["curated"].dropna()) == {"merge#2", "reject_face#1"}
     assert m.loc[m["face_id"].isin([f["face_id"] for f in chq_b["faces"]]), "curated"].isna().all()
@@ -351,6 +351,7 @@ def test_review_page_in_chromium_curate_and_rebuild(reviewed, small_built, small
     data2 = _page_data(page)
     first = data2["identities"][0]
     assert first["identity"] == mid and first["impure"], first["flags"]
+    assert (first["name"], first["aliases"]) == ("00089", ["obama"])
     assert any(f.startswith("bimodal: two groups of 4 and 3 faces") for f in first["flags"]), first["flags"]
 
 
