@@ -132,9 +132,10 @@ def review_dataset(ds: FaceDataset, embeddings: dict[str, np.ndarray] | None = N
         centres[ident] = c
         d = pairwise_distance(x, c, metric)[:, 0]
         loo = np.zeros(len(x))
-        if len(x) >= 2:  # distance to the centre of the other faces
-            for i in range(len(x)):
-                loo[i] = pairwise_distance(x[i:i + 1], _centre(np.delete(x, i, axis=0), metric), metric)[0, 0]
+        if len(x) >= 2:  # distance to the centre of the other faces: (sum - x_i) / (n - 1), O(n d)
+            xn = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12) if metric == "cosine" else x
+            others = (xn.sum(axis=0, keepdims=True) - xn) / (len(x) - 1)
+            loo = np.array([pairwise_distance(xn[i:i + 1], others[i:i + 1], metric)[0, 0] for i in range(len(x))])
         faces = [FaceEntry(f, str(iid), str(p), float(di), bool(li > thr))
                  for f, iid, p, di, li in zip(fids, grp["image_id"], grp["path"], d, loo)]
         faces.sort(key=lambda e: (e.distance, e.face_id))
@@ -152,12 +153,12 @@ def review_dataset(ds: FaceDataset, embeddings: dict[str, np.ndarray] | None = N
     ids = [r.identity for r in idents]
     pairs: list[tuple[str, str, float]] = []
     if len(ids) >= 2:
-        cd = pairwise_distance(np.concatenate([centres[i] for i in ids]), np.concatenate([centres[i] for i in ids]),
-                               metric)
-        for a in range(len(ids)):
-            for b in range(a + 1, len(ids)):
-                if cd[a, b] < thr:
-                    pairs.append((ids[a], ids[b], float(cd[a, b])))
+        c = np.concatenate([centres[i] for i in ids])
+        for s in range(0, len(ids), 1024):  # in row blocks: memory O(1024 x identities)
+            cd = pairwise_distance(c[s:s + 1024], c, metric)
+            for a, b in zip(*np.nonzero(cd < thr)):
+                if s + a < b:
+                    pairs.append((ids[s + a], ids[b], float(cd[a, b])))
     pairs.sort(key=lambda t: (t[2], t[0], t[1]))
     by_id = {r.identity: r for r in idents}
     for a, b, dist in pairs:

@@ -45,6 +45,7 @@ const FACE = {};
 for (const g of DATA.identities) for (const f of g.faces) FACE[f.face_id] = Object.assign({home: g.identity}, f);
 let actions = [];
 let selected = new Set();
+const mergeChoice = {};  // identity key -> chosen merge target (kept across re-renders)
 
 function derive() {
   // the same semantics as celebref.review.curation.apply_curation, in seq order
@@ -86,6 +87,7 @@ function derive() {
 function anchor(g) { return g.faces.slice().sort()[0]; }
 
 function add(action) {
+  for (const k of Object.keys(mergeChoice)) delete mergeChoice[k];
   action.seq = actions.length ? Math.max(...actions.map(a => a.seq)) + 1 : 1;
   actions.push(action);
   selected.clear();
@@ -146,8 +148,10 @@ function render() {
     bar.append(el('button', {class: 'split', disabled: !nsel || nsel === g.faces.length,
                               onclick: () => add({action: 'split', face_ids: g.faces.filter(f => selected.has(f)).sort()})},
                   'split off ' + nsel + ' selected'));
-    const selEl = el('select', {class: 'merge-target'}, el('option', {value: ''}, 'merge with…'));
+    const selEl = el('select', {class: 'merge-target', onchange: () => { mergeChoice[g.key] = selEl.value; }},
+                     el('option', {value: ''}, 'merge with…'));
     for (const o of live) if (o !== g) selEl.append(el('option', {value: o.key}, o.label + (o.name ? ' — ' + o.name : '')));
+    if (mergeChoice[g.key] && st.groups.has(mergeChoice[g.key])) selEl.value = mergeChoice[g.key];
     bar.append(selEl);
     bar.append(el('button', {class: 'merge', onclick: () => {
       const t = st.groups.get(selEl.value); if (!t) return;

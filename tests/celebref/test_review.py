@@ -378,6 +378,9 @@ def test_review_page_matches_apply_curation(reviewed, tmp_path):
         _click(b, f"{sec} button.split")
         (new_key,) = [k for k, _ in b.execute(LIVE_SECTIONS) if k.startswith("split#")]
         _click(b, f'section[data-identity="{new_key}"] select.merge-target option[value="{c["identity"]}"]')
+        _click(b, f'figure[data-face-id="{c["faces"][0]["face_id"]}"] img')  # re-renders; the choice stays
+        assert b.execute(f"return document.querySelector('section[data-identity=\\'{new_key}\\'] "
+                         f"select.merge-target').value;") == c["identity"]
         _click(b, f'section[data-identity="{new_key}"] button.merge')
         _click(b, f'section[data-identity="{b_["identity"]}"] button.reject-identity')
         _click(b, f'figure[data-face-id="{c["faces"][0]["face_id"]}"] button.reject-face')
