@@ -440,3 +440,17 @@ def test_review_flags_impure_and_near_merge_identities(reviewed, small_sources, 
     # not a borderline call: the halves' centres are 0.31 apart (dlib, threshold 0.65)
     assert rv.near_pairs[0][2] < rv.threshold - 0.2
     assert any(f.startswith("bimodal: two groups of") for f in rv.identities[0].flags), rv.identities[0].flags
+    # the same decisions in another file order give the same dataset (applied by seq)
+    doc = json.loads(cur.read_text())
+    doc["actions"].reverse()
+    cur2 = tmp_path / "curation2.json"
+    cur2.write_text(json.dumps(doc, indent=1))
+    ds2 = tmp_path / "ds2"
+    shutil.copytree(reviewed, ds2, symlinks=True)
+    assert _rebuild(small_sources, ds2, cur2, tmp_path) == 0
+    info1, info2 = (json.loads((d / "build.json").read_text()) for d in (ds, ds2))
+    assert info1["dataset_hash"] == info2["dataset_hash"]
+    assert info1["curation"]["file_sha256"] != info2["curation"]["file_sha256"]
+    cols = ["face_id", "kept", "identity", "image_id", "reject_stage", "reject_reason", "curated"]
+    pd.testing.assert_frame_equal(pd.read_parquet(ds / "manifest.parquet")[cols],
+                                  pd.read_parquet(ds2 / "manifest.parquet")[cols])
