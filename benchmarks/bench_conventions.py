@@ -45,7 +45,7 @@ def load_pairs(faces: Path, n: int, preset: str):
         out, _ = degrade_image(img, preset, item_seed(0, f"{f.parent.name}_{f.stem}"))
         hq.append(img)
         lq.append(out)
-    t = lambda a: torch.from_numpy(np.stack(a)).permute(0, 3, 1, 2).contiguous()  # noqa: E731
+    t = lambda a: torch.from_numpy(np.stack(a)).permute(0, 3, 1, 2).contiguous()
     return t(lq), t(hq), files
 
 
@@ -65,8 +65,8 @@ def measure(pred: torch.Tensor, gt: torch.Tensor, preset: str) -> list[dict]:
     from evaluation.metrics import MetricOptions, create_metric
 
     rows = []
-    P = lambda **k: fn.psnr(pred, gt, **k).numpy()  # noqa: E731
-    S = lambda **k: fn.ssim(pred, gt, **k).numpy()  # noqa: E731
+    P = lambda **k: fn.psnr(pred, gt, **k).numpy()
+    S = lambda **k: fn.ssim(pred, gt, **k).numpy()
     rows.append(row("PSNR colour", "RGB", P(), "Y (BasicSR)", P(test_y_channel=True), "dB"))
     rows.append(row("PSNR crop border (Y)", "0", P(test_y_channel=True), "4", P(test_y_channel=True, crop_border=4),
                     "dB"))
@@ -147,7 +147,7 @@ def fmt(v, digits=4):
 
 
 def to_markdown(rows: list[dict], n: int) -> str:
-    out = [f"| pairs | switch | A | mean A | B | mean B | mean (B−A) | max abs (B−A) | unit |",
+    out = ["| pairs | switch | A | mean A | B | mean B | mean (B−A) | max abs (B−A) | unit |",
            "|---|---|---|---:|---|---:|---:|---:|---|"]
     for r in rows:
         if "na" in r:

@@ -609,11 +609,3 @@ register_preset(Preset(
     ),
     upsample="bilinear",
 ))
-
-register_preset(Preset(
-    name="real-input", version="1",
-    description="no degradation: the LQ is the dataset image itself, byte for byte in pixels (for real-world "
-                "photos that are already degraded, scored with no-reference metrics)",
-    reference="this suite (no-reference real-world protocols, e.g. NTIRE 2025 real-world face restoration)",
-    severity=1.0,
-))

@@ -85,8 +85,8 @@ def cmd_show(args) -> int:
              + (f", {t.n_images} images" if t.n_images else "") + (f", {t.n_identities} identities"
                                                                     if t.n_identities else ""),
              f"  references {r.kind}: {r.description}" + (f" (at most {r.max_refs})" if r.max_refs else ""),
-             f"  options    crop_border {p.options.crop_border}, {p.options.convention} PSNR/SSIM, FID resize "
-             f"{p.options.fid_mode}, FID reference {p.options.fid_stats or 'the test set HQ images'}",
+             (f"  options    crop_border {p.options.crop_border}, {p.options.convention} PSNR/SSIM, FID resize "
+             f"{p.options.fid_mode}, FID reference {p.options.fid_stats or 'the test set HQ images'}"),
              "  metrics"]
     for m in p.metrics:
         flag = "  [not installed]" if m.metric in unavailable else ""
@@ -139,8 +139,8 @@ def cmd_split(args) -> int:
     s = cliutil.RunSummary("bench protocols split")
     s.done = doc["n_test_images"]
     s.outputs = {"split": str(args.out)}
-    s.notes = [f"{doc['identity_names']['count']} identities, {len(doc['test_identities'])} test, "
-               f"{doc['n_test_images']} test images with references",
+    s.notes = [(f"{doc['identity_names']['count']} identities, {len(doc['test_identities'])} test, "
+               f"{doc['n_test_images']} test images with references"),
                "identity names match the shipped celebref_hq_v1.json: test identities identical" if same else
                "identity names differ from the shipped file's documented list: this is your copy's own split "
                "under the same rule (not the shipped one)"]

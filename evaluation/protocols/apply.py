@@ -136,9 +136,10 @@ def make_testset(protocol: Protocol, dataset: str | os.PathLike, out: str | os.P
     from celebref.dataset import FaceDataset
     from degradations.presets import get_preset
     from degradations.testset import generate_testset
+    from evaluation.protocols.definitions import PROTOCOL_PRESETS
 
     r = protocol.testset
-    preset = get_preset(r.preset)
+    preset = PROTOCOL_PRESETS.get(r.preset) or get_preset(r.preset)
     if preset.version != r.preset_version:
         raise ProtocolError(f"preset {r.preset} is at version {preset.version} here; protocol {protocol.label} "
                             f"needs version {r.preset_version}")

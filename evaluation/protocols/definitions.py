@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from degradations.presets import Preset
 from evaluation.protocols.model import (
     MetricOptionsSpec,
     MetricSpec,
@@ -11,6 +12,15 @@ from evaluation.protocols.model import (
     ReferenceRule,
     TestSetRecipe,
 )
+
+#: No degradation: the LQ is the dataset image itself (same pixels), for real photos that are already degraded.
+#: Protocol-only (not in the degradations registry, whose presets are all random); testset.json records it in full.
+REAL_INPUT = Preset(
+    name="real-input", version="1", severity=1.0,
+    description="no degradation: the LQ is the dataset image itself (real-world photos scored without reference)",
+    reference="this suite (protocol realworld-nr; NTIRE 2025 real-world face restoration metrics)",
+).validate()
+PROTOCOL_PRESETS = {REAL_INPUT.name: REAL_INPUT}
 
 REFLDM_CITATION = ("Hsiao et al., \"ReF-LDM: A Latent Diffusion Model for Reference-based Face Image "
                    "Restoration\", NeurIPS 2024 (arXiv 2412.05043)")
@@ -56,11 +66,11 @@ def _rows(index: int, columns: tuple[str, ...], which: str) -> tuple[PublishedRo
 
 
 _FFHQREF_NOTES = (
-    "ReF-LDM released fixed LQ images; this recipe regenerates LQ from the same parameter ranges with our seed, "
-    "so the pixels (and the numbers, within noise) differ from the release.",
-    "DMDNet needs 68-point landmarks: ReF-LDM skipped the images where detection failed and counted them. `bench "
+    ("ReF-LDM released fixed LQ images; this recipe regenerates LQ from the same parameter ranges with our seed, "
+    "so the pixels (and the numbers, within noise) differ from the release."),
+    ("DMDNet needs 68-point landmarks: ReF-LDM skipped the images where detection failed and counted them. `bench "
     "evaluate` never skips: it falls back dataset landmarks -> dlib -> mean face and records landmarks_source per "
-    "image; `bench protocols landmark-subset RUN` recomputes the means on the images with detected landmarks and counts the rest, as ReF-LDM did.",
+    "image; `bench protocols landmark-subset RUN` recomputes the means on the images with detected landmarks and counts the rest, as ReF-LDM did."),
 )
 
 
@@ -99,8 +109,8 @@ PROTOCOLS: tuple[Protocol, ...] = (
                                                   "CelebA-HQ images)", max_refs=5),
         metrics=(_IDS, _FLPIPS, _LPIPS_VGG),
         published=_rows(2, ("ids_arcface", "flpips", "lpips_vgg"), "celeba"),
-        notes=("CelebA-Test's LQ images are a fixed release (GFPGAN-style degradation); this recipe regenerates "
-               "them with the gfpgan preset and our seed.",) + _FFHQREF_NOTES[1:],
+        notes=(("CelebA-Test's LQ images are a fixed release (GFPGAN-style degradation); this recipe regenerates "
+               "them with the gfpgan preset and our seed."),) + _FFHQREF_NOTES[1:],
     ).validate(),
     Protocol(
         name="celeba-test", version="1",
@@ -156,8 +166,8 @@ PROTOCOLS: tuple[Protocol, ...] = (
             MetricSpec("fid", "fid", "FID(HQ)", False, "against the test identities' HQ images, clean-fid"),
         ),
         notes=("HonestFace's CelebHQRef-Test numbers use their own, unpublished split: not comparable, not shown.",
-               "DMDNet's own CelebRef-HQ test set (150 random identities, 1 target + 1-4 references) was never "
-               "published."),
+               ("DMDNet's own CelebRef-HQ test set (150 random identities, 1 target + 1-4 references) was never "
+               "published.")),
     ).validate(),
     Protocol(
         name="realworld-nr", version="1",
@@ -173,9 +183,9 @@ PROTOCOLS: tuple[Protocol, ...] = (
             MetricSpec("maniqa", "maniqa", "MANIQA", True, "pyiqa maniqa; needs the `maniqa` metric"),
             MetricSpec("musiq", "musiq", "MUSIQ", True, "pyiqa musiq (KonIQ)"),
         ),
-        notes=("NTIRE 2025 also uses Q-Align and FID against FFHQ and combines them in a weighted score; those are "
-               "not part of this protocol.",
-               "The GT column of such a test set is the LQ photo itself: full-reference metrics are meaningless "
-               "and not computed."),
+        notes=(("NTIRE 2025 also uses Q-Align and FID against FFHQ and combines them in a weighted score; those are "
+               "not part of this protocol."),
+               ("The GT column of such a test set is the LQ photo itself: full-reference metrics are meaningless "
+               "and not computed.")),
     ).validate(),
 )

@@ -49,6 +49,6 @@ def landmark_subset(run: str | os.PathLike) -> dict:
             mean = entry.get("mean")
             metrics[name] = {"all": mean if isinstance(mean, (int, float)) and math.isfinite(mean) else None,
                              "detected_only": None}  # a set metric needs a rerun on the subset
-    return {"n_ok": int(len(ok)), "n_detected": int(len(detected)), "n_fallback": int(len(ok) - len(detected)),
+    return {"n_ok": len(ok), "n_detected": len(detected), "n_fallback": int(len(ok) - len(detected)),
             "metrics": metrics,
             "note": "set-level metrics (FID) on the detected-only subset need a separate scoring run"}

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from evaluation.cli import main
-from evaluation.protocols import get_protocol, list_protocols
 from evaluation.protocols import celebref_split as cs
+from evaluation.protocols import get_protocol, list_protocols
 
 REQUIRED = {"refldm-ffhqref-moderate", "refldm-ffhqref-severe", "refldm-celeba-test-ref", "celeba-test",
             "celebref-hq-v1", "realworld-nr"}
@@ -46,7 +46,7 @@ def test_protocol_presets_match_the_published_ranges():
 
     sev = get_preset(get_protocol("refldm-ffhqref-severe").testset.preset)
     mod = get_preset(get_protocol("refldm-ffhqref-moderate").testset.preset)
-    ranges = lambda p: ((p.blur.sigma_x.lo, p.blur.sigma_x.hi), (p.resize.scale.lo, p.resize.scale.hi),  # noqa: E731
+    ranges = lambda p: ((p.blur.sigma_x.lo, p.blur.sigma_x.hi), (p.resize.scale.lo, p.resize.scale.hi),
                         (p.noise.sigma.lo, p.noise.sigma.hi), (p.jpeg.quality.lo, p.jpeg.quality.hi))
     assert ranges(mod) == ((0, 8), (1, 8), (0, 15), (60, 100))
     assert ranges(sev) == ((8, 16), (8, 32), (0, 20), (30, 100))
