@@ -80,12 +80,15 @@ def check_testset(protocol: Protocol, testset: str | os.PathLike, dataset_root=N
     if limit is not None and limit < n:
         dev.append(f"--limit {limit}: {limit} of the test set's {n} images scored")
     if r.n_images is not None and n != r.n_images:
-        dev.append(f"test set has {n} images; the published one has {r.n_images}")
+        dev.append(f"test set has {n} images; the protocol's has {r.n_images}")
+    idents = ts.dataset.images.loc[ts.image_ids, "identity"].astype(str)
+    if r.n_identities is not None and idents.nunique() != r.n_identities:
+        dev.append(f"test set has {idents.nunique()} identities; the protocol's has {r.n_identities}")
     if r.identity_split:
         from evaluation.protocols.celebref_split import shipped_test_identities
 
         allowed = set(shipped_test_identities())
-        ids = ts.dataset.images.loc[ts.image_ids, "identity"].astype(str)
+        ids = idents
         outside = sorted(set(ids) - allowed)
         if outside:
             dev.append(f"{len(outside)} identities are not test identities of {r.identity_split} "

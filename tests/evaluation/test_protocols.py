@@ -104,7 +104,7 @@ def test_evaluate_with_protocol_end_to_end(celeba_run):
     assert s["n_scored"] == 4 and s["mode"] == "generic"
     rec = s["protocol"]
     assert (rec["name"], rec["version"], rec["sha256"]) == ("celeba-test", "1", p.sha256)
-    assert rec["conforms"] is False and "test set has 4 images; the published one has 3000" in rec["deviations"]
+    assert rec["conforms"] is False and "test set has 4 images; the protocol's has 3000" in rec["deviations"]
     known = set(list_metrics())
     for m in p.metrics:  # every protocol metric is either computed or listed unavailable with its reason
         assert m.column in s["metrics"] or m.metric in s["unavailable"], m
@@ -134,7 +134,7 @@ def test_leaderboard_shows_published_rows_with_differences(celeba_run):
         assert f"| {method} *(published)* | Table 1 |" in md
     assert "| .3412 |" in md or " .3412 " in md  # CodeFormer LPIPS as printed
     assert "published: Wang et al., \"OSDFace" in md and "Δ = ours − published" in md
-    assert "test set has 4 images; the published one has 3000" in md
+    assert "test set has 4 images; the protocol's has 3000" in md
     delta = next(ln for ln in md.splitlines() if ln.startswith("| Δ CodeFormer − CodeFormer (published)"))
     assert "bicubic" not in md.split("Δ ")[1].split("\n")[0]  # only the run named like a published method
     s = json.loads((celeba_run["results"] / "CodeFormer" / "celeba4" / "generic" / "summary.json").read_text())
