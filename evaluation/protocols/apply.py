@@ -113,7 +113,8 @@ def apply_to_args(args, *, command: str) -> ProtocolRun | None:
         given = getattr(args, key)
         if given != CLI_DEFAULTS[key] and given != value:
             flag = "--" + key.replace("_", "-")
-            raise UsageError(f"{flag} {given}: protocol {p.name} fixes it to {value}; drop {flag} (or run "
+            fixed_to = "unset (its default)" if value is None else value
+            raise UsageError(f"{flag} {given}: protocol {p.name} fixes it to {fixed_to}; drop {flag} (or run "
                              "without --protocol)")
         setattr(args, key, value)
     if args.metrics is not None:
