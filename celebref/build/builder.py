@@ -419,7 +419,7 @@ def _weights_records(detector: str, embedder: str, scores: dict) -> list[dict]:
              "mtcnn": ["mtcnn-pnet", "mtcnn-rnet", "mtcnn-onet", "dlib-shape-predictor-68"],
              "insightface": ["insightface-buffalo_l", "dlib-shape-predictor-68"]}.get(detector, [])
     names += {"dlib": ["dlib-shape-predictor-5", "dlib-resnet-face-v1"], "arcface": ["insightface-buffalo_l"]}.get(
-        embedder, [])
+        "dlib" if embedder == "dlib-flip" else embedder, [])
     if any(s.get("niqe") is not None for s in scores.values()):
         names.append("niqe-basicsr")
     from celebref.publish.privacy import scrub_text

@@ -95,8 +95,9 @@ class FacesConfig:
 
 @dataclass(frozen=True)
 class IdentityConfig:
-    #: dlib (offline default, 128-D, Euclidean), arcface (InsightFace, cosine) or 'auto' (arcface when present)
-    embedder: Literal["auto", "dlib", "arcface"] = "dlib"
+    #: dlib-flip (offline default: dlib 128-D, Euclidean, averaged over the face and its mirror image), dlib (one
+    #: pass, half the time), arcface (InsightFace, cosine) or 'auto' (arcface when present, else dlib-flip)
+    embedder: Literal["auto", "dlib", "dlib-flip", "arcface"] = "dlib-flip"
     #: agglomerative (scipy hierarchical clustering) or chinese_whispers (dlib's graph clustering)
     algorithm: Literal["agglomerative", "chinese_whispers"] = "agglomerative"
     linkage: Literal["average", "complete", "single"] = "average"
@@ -119,7 +120,8 @@ class IdentityConfig:
     #: within-name subgroup test for label noise the clustering misses (opt-in; see docs/build.md): inside each
     #: name's identity, average-linkage subgroups (cut subgroup_cut) of 2+ faces and at most a third of the name
     #: whose mean distance to the rest is >= subgroup_min_link and exceeds both groups' internal mean distance by
-    #: >= subgroup_margin are flagged name_outlier. Distances in the embedder's metric (defaults: dlib)
+    #: >= subgroup_margin are flagged name_outlier. Distances in the embedder's metric; the defaults are calibrated
+    #: on embedder 'dlib' (one pass): with 'dlib-flip' a genuine pair of the shared faces reaches margin 0.074
     name_subgroups: bool = False
     subgroup_cut: float = 0.45
     subgroup_margin: float = 0.065
@@ -128,6 +130,15 @@ class IdentityConfig:
     #: faces of a name closer than this are one photo in the subgroup test (near-duplicates: two crops of one photo
     #: are 0.109 apart in the shared faces, distinct photos of one person >= 0.236; see docs/build.md); 0: off
     subgroup_dup_distance: float = 0.17
+    #: purity check (null: off, measured not to pay on unseen people, docs/build.md): a cluster of >= split_min_size
+    #: faces whose two average-linkage halves (2+ faces each) are farther apart, on average, than either half's
+    #: internal mean distance by >= split_margin is split in two (and each half checked again)
+    split_margin: Optional[float] = None
+    split_min_size: int = 4
+    #: confident core (null: off, measured not to pay): a member of a cluster of 2+ faces whose distance to its own
+    #: cluster's centre is not smaller, by >= core_margin, than to another cluster's centre is dropped as
+    #: identity/identity_uncertain
+    core_margin: Optional[float] = None
 
 
 @dataclass(frozen=True)
@@ -254,6 +265,9 @@ def _validate(cfg: BuildConfig) -> None:
     need(cfg.runner.shard_size >= 1, "runner.shard_size must be >= 1")
     need(cfg.runner.retries >= 0, "runner.retries must be >= 0")
     need(cfg.identity.knn_k >= 2, "identity.knn_k must be >= 2")
+    need(cfg.identity.split_margin is None or cfg.identity.split_margin >= 0, "identity.split_margin must be >= 0")
+    need(cfg.identity.split_min_size >= 4, "identity.split_min_size must be >= 4")
+    need(cfg.identity.core_margin is None or cfg.identity.core_margin >= 0, "identity.core_margin must be >= 0")
     need(cfg.identity.faiss_min_faces >= 2, "identity.faiss_min_faces must be >= 2")
     need(0 <= cfg.output.png_compress_level <= 9, "output.png_compress_level must be 0..9")
     need(all(e == e.lower().lstrip(".") for e in cfg.ingest.extensions),

@@ -1,9 +1,9 @@
 """Stage 3a, identity embeddings of the aligned faces (per item, cached).
 
-Backends come from :func:`celebref.faces.get_embedder`: ``dlib`` (offline default: dlib ResNet-29, 128-D,
-Euclidean; the face box is the fixed FFHQ-aligned box, so embedding never depends on re-detection) or
-``arcface`` (InsightFace buffalo_l w600k R50, 512-D, cosine) when its weights are present; ``auto`` picks arcface
-when present.
+Backends come from :func:`celebref.faces.get_embedder`: ``dlib-flip`` (offline default: dlib ResNet-29, 128-D,
+Euclidean, averaged over the face and its mirror image), ``dlib`` (one pass; the face box is the fixed
+FFHQ-aligned box, so embedding never depends on re-detection) or ``arcface`` (InsightFace buffalo_l w600k R50,
+512-D, cosine) when its weights are present; ``auto`` picks arcface when present, else dlib-flip.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def resolve_embedder(name: str) -> str:
         return name
     from celebref import weights
 
-    return "arcface" if weights.locate("insightface-buffalo_l") is not None else "dlib"
+    return "arcface" if weights.locate("insightface-buffalo_l") is not None else "dlib-flip"
 
 
 def embed_item(item: dict, params: EmbedParams) -> tuple[dict | None, str | None]:

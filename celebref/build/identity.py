@@ -7,6 +7,11 @@ several labels (``shared_cluster = merge``: one identity, the most frequent name
 ``split`` by name (unlabelled faces of such a cluster are dropped as ``ambiguous_cluster``). Clusters no name
 claims become unnamed identities (their labelled faces are outliers of other names, already dropped).
 ``min_images`` is applied by the builder after the quality and near-duplicate filters.
+
+Purity levers (off by default; measured in docs/build.md): ``split_margin`` splits a cluster whose two
+average-linkage halves are far apart compared with their own spread (:func:`split_bimodal`); ``core_margin`` drops
+the members not clearly nearer their own cluster's centre than any other (``identity_uncertain``,
+:func:`core_outliers`), before the name reconciliation.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import numpy as np
 from celebref.build.clustering import DEFAULT_THRESHOLDS, cluster, resolve_neighbors
 from celebref.build.config import IdentityConfig
 
-VERSION = "3"  # 3: near-duplicates count once in the subgroup test
+VERSION = "4"  # 3: near-duplicates count once in the subgroup test; 4: split_margin, core_margin
 
 
 @dataclass
@@ -54,11 +59,23 @@ def assign_identities(face_ids: list[str], x: np.ndarray, names: list[str | None
     neighbors = resolve_neighbors(cfg.neighbors, len(face_ids), cfg.faiss_min_faces)
     labels = cluster(x, metric=metric, threshold=thr, algorithm=cfg.algorithm, linkage=cfg.linkage,
                      neighbors=neighbors, knn_k=cfg.knn_k, faiss_index=cfg.faiss_index, stats=stats)
+    if cfg.split_margin is not None and len(labels):
+        labels, splits = split_bimodal(np.asarray(x, np.float64), labels, metric, margin=cfg.split_margin,
+                                       min_size=cfg.split_min_size)
+        stats["bimodal_splits"] = len(splits)
+    uncertain: dict[int, str] = {}
+    if cfg.core_margin is not None and len(labels):
+        uncertain = core_outliers(x, labels, metric, margin=cfg.core_margin)
+        stats["identity_uncertain"] = len(uncertain)
     clusters = {f: int(c) for f, c in zip(face_ids, labels)}
     res = IdentityGroups(clusters=clusters, group_of={}, threshold=thr, stats=stats)
+    for i, detail in sorted(uncertain.items()):
+        res.rejects[face_ids[i]] = ("identity_uncertain", detail)
+    names = [None if i in uncertain else n for i, n in enumerate(names)]
     by_cluster: dict[int, list[int]] = defaultdict(list)
     for i, c in enumerate(labels):
-        by_cluster[int(c)].append(i)
+        if i not in uncertain:
+            by_cluster[int(c)].append(i)
 
     if cfg.name_policy == "ignore" or not any(names):
         for c, idx in sorted(by_cluster.items()):
@@ -221,3 +238,88 @@ def median_distance_to_group(x: np.ndarray, metric: str) -> np.ndarray:
     d = pairwise_distance(x, x, metric)
     np.fill_diagonal(d, np.nan)
     return np.nanmedian(d, axis=1)
+
+
+# ------------------------------------------------------------------------------------------ purity levers
+def _mean_upper(d: np.ndarray) -> float:
+    n = len(d)
+    return float(d[np.triu_indices(n, 1)].mean()) if n > 1 else 0.0
+
+
+def split_bimodal(x: np.ndarray, labels: np.ndarray, metric: str, *, margin: float, min_size: int = 4,
+                  min_part: int = 2) -> tuple[np.ndarray, list[dict]]:
+    """Purity check (``identity.split_margin``): a cluster whose internal distances are bimodal is two people.
+
+    Every cluster of at least ``min_size`` faces is cut into the two groups of its own average-linkage top merge;
+    when both have at least ``min_part`` faces and their mean distance to each other ("link") exceeds both groups'
+    mean internal distance by at least ``margin`` (in the embedder's metric), the cluster is split, and each part
+    is checked again. Returns (canonical labels, one record per split: rows, link, inner distances)."""
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import squareform
+
+    from celebref.build.clustering import canonical
+    from celebref.faces import pairwise_distance
+
+    labels = np.asarray(labels).copy()
+    splits: list[dict] = []
+    todo = [np.flatnonzero(labels == c) for c in sorted(set(labels.tolist()))]
+    nxt = int(labels.max()) + 1 if len(labels) else 0
+    while todo:
+        rows = todo.pop(0)
+        if len(rows) < max(min_size, 2 * min_part):
+            continue
+        d = pairwise_distance(x[rows], x[rows], metric)
+        d = np.maximum((d + d.T) / 2, 0)
+        np.fill_diagonal(d, 0.0)
+        lab = fcluster(linkage(squareform(d, checks=False), "average"), 2, "maxclust")
+        a, b = np.flatnonzero(lab == 1), np.flatnonzero(lab == 2)
+        if min(len(a), len(b)) < min_part:
+            continue
+        link = float(d[np.ix_(a, b)].mean())
+        ia, ib = _mean_upper(d[np.ix_(a, a)]), _mean_upper(d[np.ix_(b, b)])
+        if link - max(ia, ib) >= margin:
+            labels[rows[b]] = nxt
+            nxt += 1
+            splits.append({"rows": [rows[a].tolist(), rows[b].tolist()], "link": link, "inner": [ia, ib]})
+            todo += [rows[a], rows[b]]
+    return canonical(labels), splits
+
+
+def core_outliers(x: np.ndarray, labels: np.ndarray, metric: str, *, margin: float,
+                  min_size: int = 2) -> dict[int, str]:
+    """Confident core (``identity.core_margin``): a member of a cluster of at least ``min_size`` faces is kept only
+    when its distance to its own cluster's centre (the mean of the *other* members) is smaller, by at least
+    ``margin``, than its distance to the centre of every other cluster of at least ``min_size`` faces. Returns
+    {row: detail} for the members that are not (recorded ``identity_uncertain``). Centres are means of the
+    embeddings (unit-normalised first for the cosine metric)."""
+    from celebref.faces import pairwise_distance
+
+    x = np.asarray(x, np.float64)
+    if metric == "cosine":
+        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    labels = np.asarray(labels)
+    groups = {c: np.flatnonzero(labels == c) for c in sorted(set(labels.tolist()))}
+    big = [c for c, r in groups.items() if len(r) >= min_size]
+    if len(big) == 0:
+        return {}
+    sums = np.stack([x[groups[c]].sum(0) for c in big])
+    sizes = np.array([len(groups[c]) for c in big], dtype=np.float64)
+    centres = sums / sizes[:, None]
+    out: dict[int, str] = {}
+    for k, c in enumerate(big):
+        rows = groups[c]
+        own = (sums[k][None, :] - x[rows]) / (sizes[k] - 1)  # leave-one-out centre
+        d_own = np.array([pairwise_distance(x[r:r + 1], own[j:j + 1], metric)[0, 0] for j, r in enumerate(rows)])
+        if len(big) > 1:
+            d_all = pairwise_distance(x[rows], np.delete(centres, k, axis=0), metric)
+            j_other = d_all.argmin(1)
+            d_other = d_all[np.arange(len(rows)), j_other]
+        else:
+            d_other = np.full(len(rows), np.inf)
+        for j, r in enumerate(rows):
+            if d_other[j] - d_own[j] < margin:
+                other = big[:k] + big[k + 1:]
+                out[int(r)] = (f"distance to its cluster's centre {d_own[j]:.3f}, to cluster "
+                               f"{other[int(j_other[j])]}'s {d_other[j]:.3f}: margin "
+                               f"{d_other[j] - d_own[j]:.3f} < core_margin={margin:g}")
+    return out

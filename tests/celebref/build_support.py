@@ -270,7 +270,8 @@ def clustering_build(shared_faces: Path, tmp_path_factory):
         rows = shared_rows(shared_faces, kinds={"celeba_in_the_wild", "lfw_250", "face_crop_150"})
         tree = link_tree(rows, shared_faces, tmp_path_factory.mktemp("clu"), by="identity",
                          per_group=CLUSTERING_PER_IDENTITY)
-        cfg = parse_config({"ingest": {"name_from": "none"}, "identity": {"min_images": 1},
+        # embedder dlib (one pass): the opt-in subgroup test is calibrated on it (the build's default is dlib-flip)
+        cfg = parse_config({"ingest": {"name_from": "none"}, "identity": {"min_images": 1, "embedder": "dlib"},
                             "quality": {k: None for k in ("min_eye_distance", "min_sharpness", "max_noise_ratio",
                                                           "max_tone_r2", "min_chroma", "max_blockiness")},
                             "dedup": {"enabled": False}, "output": {"report": False}})
