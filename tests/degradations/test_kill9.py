@@ -44,8 +44,8 @@ def test_kill9_degrade_workers_die_and_rerun_matches(mini_dataset, reference_tes
            "--split", "all", "--out", str(out), "--workers", "2"]
     run = Run(cmd, tmp_path / "killed.log")
     try:
-        # both workers running and at least one image done: the parent is mid-run
-        run.wait_until(lambda: len(descendants(run.proc.pid)) >= 2 and _records(out), "the first record")
+        # both workers running and at least two images recorded (the test edits two records): the parent is mid-run
+        run.wait_until(lambda: len(descendants(run.proc.pid)) >= 2 and len(_records(out)) >= 2, "two records")
         procs, survivors, _ = run.kill9_parent()
     finally:
         run.cleanup()
