@@ -12,7 +12,8 @@ Backends (embedders from :mod:`celebref.faces`):
 Per image: ``ids_<b>`` cosine similarity with the GT (higher is better), ``deg_<b>`` the angle
 ``degrees(arccos(cos))`` ("Deg." in VQFR; lower is better), for dlib ``l2_dlib``; against the references
 ``ids_ref_<b>`` / ``deg_ref_<b>`` (means over the reference list; NaN when the person has none). VQFR drops pairs
-with Deg < 1 from its mean; we keep every pair (the per-image table lets you apply that rule).
+with Deg < 1 from its mean; these columns keep every pair. ``deg`` (:class:`DegMetric`) is VQFR's "Deg." as a metric
+of its own: ``deg`` (every pair) and ``deg_vqfr`` (NaN below 1 degree, so its mean is VQFR's).
 """
 
 from __future__ import annotations
@@ -238,6 +239,39 @@ class IdentityMetric(Metric):
         return out
 
 
+class DegMetric(Metric):
+    """``deg``: "Deg." as VQFR's ``metric_paper/calculate_cos_dist.py`` computes it (GFPGAN ships no evaluation
+    script; its identity network is the same arcface_resnet18): the angle in degrees between the arcface_resnet18
+    embeddings of the restored image and its GT, ``degrees(arccos(cos))``, on the whole image (no face crop).
+
+    Columns: ``deg`` keeps every pair; ``deg_vqfr`` is NaN where Deg < 1, the pairs VQFR counts as "identical" and
+    leaves out of its mean (summaries average finite values, so the mean of ``deg_vqfr`` is VQFR's number)."""
+
+    name = "deg"
+    kind = "full_reference"
+    version = "1"
+    needs = BACKENDS["arcface18"]
+    columns = (Column("deg", False, "identity angle restored vs GT in degrees (arcface_resnet18; all pairs)"),
+               Column("deg_vqfr", False, "as deg, NaN where deg < 1 (left out of the mean, as VQFR)"))
+    reference = "VQFR metric_paper/calculate_cos_dist.py (resnet_face18 / GFPGAN arcface_resnet18)"
+    #: VQFR's rule: pairs closer than this (degrees) are 'identical' and dropped from the mean
+    VQFR_MIN_DEG = 1.0
+
+    @property
+    def convention(self) -> str:
+        return ("VQFR Deg.: arcface_resnet18 (GFPGAN v0.1.0 release; VQFR used resnet18_110.pth, same resnet_face18 "
+                "architecture), whole image, OpenCV grey uint8, cv2.resize 128x128 bilinear, (x-127.5)/127.5, eval "
+                "mode, angle = degrees(arccos(cos)) in float64; deg keeps every pair, deg_vqfr is NaN where "
+                "deg < 1 (VQFR's exclusion)")
+
+    def _setup(self, device: str) -> None:
+        self._embedder = ArcFace18Embedder(device)
+
+    def compute(self, batch: Batch) -> dict[str, np.ndarray]:
+        deg = angle_degrees(cosine_similarity(self._embedder.embed(batch.pred), self._embedder.embed(batch.gt)))
+        return {"deg": deg, "deg_vqfr": np.where(deg < self.VQFR_MIN_DEG, np.nan, deg)}
+
+
 def _resolve_ids(options) -> tuple[str, dict[str, str]]:
     """``ids``: ArcFace (InsightFace) when its weights are present, else dlib (offline), with the fix noted."""
     ok, why = weights_available(BACKENDS["arcface"])
@@ -249,3 +283,4 @@ def _resolve_ids(options) -> tuple[str, dict[str, str]]:
 for _b in BACKENDS:
     register_metric(f"ids_{_b}", lambda o, _b=_b: IdentityMetric(o, _b))
 register_alias("ids", _resolve_ids)
+register_metric("deg", lambda o: DegMetric(o))

@@ -8,6 +8,9 @@ state dict into it, strictly: a missing trunk raises ``MissingWeightsError``, ne
 Convention: inputs in [0, 1] mapped to [-1, 1] (``normalize=True``), v0.1 scaling layer, spatial average; the same
 call as ``lpips.LPIPS(net=...)(x, y, normalize=True)`` and pyiqa ``lpips`` / ``lpips-vgg``. Face-restoration papers
 (BasicSR/VQFR scripts) report the VGG variant.
+
+``flpips`` (:class:`FaceLPIPSMetric`): the VGG variant on images multiplied by a face mask (ReF-LDM's fLPIPS form),
+with the fixed face box :data:`FACE_BOX_512` as the mask.
 """
 
 from __future__ import annotations
@@ -108,6 +111,57 @@ class LPIPSMetric(Metric):
         return {self.name: v.numpy()}
 
 
+#: the face box of an FFHQ-aligned 512x512 image, (x0, y0, x1, y1) in pixels, end-exclusive: the mean box of the
+#: 68 landmarks (jaw x 102-403, brows y 194, chin y 468) of the 61 CelebRef-HQ example faces, widened to multiples
+#: of 16 and raised 64 px above the brows for the forehead; other sizes scale it (rounded)
+FACE_BOX_512 = (96, 128, 416, 480)
+
+
+def face_box(height: int, width: int) -> tuple[int, int, int, int]:
+    """:data:`FACE_BOX_512` scaled to an image of ``height`` x ``width`` pixels (rounded to whole pixels)."""
+    x0, y0, x1, y1 = FACE_BOX_512
+    return (round(x0 * width / 512), round(y0 * height / 512), round(x1 * width / 512), round(y1 * height / 512))
+
+
+def face_mask(height: int, width: int) -> torch.Tensor:
+    """(1, 1, H, W) float mask: 1 inside :func:`face_box`, 0 elsewhere."""
+    x0, y0, x1, y1 = face_box(height, width)
+    m = torch.zeros(1, 1, height, width)
+    m[..., y0:y1, x0:x1] = 1.0
+    return m
+
+
+class FaceLPIPSMetric(LPIPSMetric):
+    """``flpips``: LPIPS on the face region, the way ReF-LDM's ``scripts/eval.py`` writes it: pyiqa ``lpips-vgg``
+    of the restored image and the GT, both multiplied by a binary face mask (0 outside), over the full frame.
+
+    ReF-LDM's mask is the 'face' classes of a face-parsing map of the image (FaRL celebm labels: skin, ears, brows,
+    eyes, nose, mouth, lips, glasses); no parser is bundled here, so the mask is the fixed face box
+    :data:`FACE_BOX_512` of the aligned image. Numbers are comparable across methods on one test set, not to
+    ReF-LDM's table."""
+
+    def __init__(self, options=None):
+        super().__init__(options, "vgg")
+        self.name = "flpips"
+        self.columns = (Column("flpips", False, "LPIPS v0.1 (vgg) on the face box, zero outside"),)
+        self.reference = (f"lpips {_version('lpips')} LPIPS(net='vgg', version='0.1')(pred*M, gt*M); ReF-LDM "
+                          "scripts/eval.py (commented-out 'Flpips' line: pyiqa lpips-vgg on masked images)")
+
+    @property
+    def convention(self) -> str:
+        x0, y0, x1, y1 = FACE_BOX_512
+        return (f"LPIPS v0.1 vgg (as lpips_vgg) of pred*M and gt*M over the full frame, M = 1 on the face box "
+                f"x[{x0},{x1}) y[{y0},{y1}) of the 512 aligned image (scaled for other sizes), 0 elsewhere; "
+                "ReF-LDM masks with a face-parsing map instead (not bundled)")
+
+    def compute(self, batch: Batch) -> dict[str, np.ndarray]:
+        pred, gt = batch.tensor("pred"), batch.tensor("gt")
+        m = face_mask(pred.shape[-2], pred.shape[-1]).to(pred.device)
+        a = pred.float() / 255.0 * m
+        b = gt.float() / 255.0 * m
+        return {self.name: lpips_distance(self._model, a, b, self.options.batch_size).numpy()}
+
+
 def _version(pkg: str) -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -119,3 +173,4 @@ def _version(pkg: str) -> str:
 
 register_metric("lpips_vgg", lambda o: LPIPSMetric(o, "vgg"))
 register_metric("lpips_alex", lambda o: LPIPSMetric(o, "alex"))
+register_metric("flpips", lambda o: FaceLPIPSMetric(o))

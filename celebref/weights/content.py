@@ -237,6 +237,47 @@ def _check_dfdnet_dictionary(path: Path) -> None:
         raise ContentError(f"not a DFDNet 512 dictionary: {e}") from None
 
 
+def _pyiqa_checkpoint_shapes(path: Path, what: str) -> Shapes:
+    """{key: shape} of a pyiqa checkpoint read as pyiqa does (``params`` unwrapped, ``module.`` removed)."""
+    from pyiqa.archs.arch_util import clean_state_dict
+
+    state = load_torch(path)
+    if isinstance(state, dict) and isinstance(state.get("params"), dict):
+        state = state["params"]
+    shapes = tensor_shapes(state, what)
+    return {k: shapes[src] for k, src in zip(clean_state_dict(dict.fromkeys(shapes)), shapes)}
+
+
+def _pyiqa_arch_shapes(pyiqa_name: str) -> Shapes:
+    """Keys and shapes of pyiqa's network, built on CPU without weights (pyiqa's MANIQA calls ``.item()`` while
+    building, so ``meta`` cannot be used; MANIQA costs about 0.5 GB for a few seconds)."""
+    import torch
+
+    from evaluation.pyiqa_metrics import build_arch
+
+    with torch.no_grad():
+        return {k: tuple(v.shape) for k, v in build_arch(pyiqa_name).state_dict().items()}
+
+
+def _check_dists(path: Path) -> None:
+    """alpha and beta of pyiqa's DISTS (1 x 1475 x 1 x 1); any other key must be a DISTS key of the same shape."""
+    got = _pyiqa_checkpoint_shapes(path, "DISTS")
+    expected = _pyiqa_arch_shapes("dists")
+    absent = [k for k in ("alpha", "beta") if k not in got]
+    if absent:
+        raise ContentError(f"not the DISTS weights file: no {', '.join(absent)} (has: {', '.join(sorted(got)[:5])})")
+    compare_shapes({k: v for k, v in got.items() if k in expected}, {k: expected[k] for k in got if k in expected},
+                   "DISTS (pyiqa)")
+    unexpected = [k for k in got if k not in expected]
+    if unexpected:
+        raise ContentError(f"not the DISTS weights file: keys outside pyiqa's DISTS: {', '.join(unexpected[:5])}")
+
+
+def _check_maniqa(path: Path) -> None:
+    """Every tensor of pyiqa's MANIQA (KonIQ options), the ViT-B/8 included, as pyiqa loads it (strict)."""
+    compare_shapes(_pyiqa_checkpoint_shapes(path, "MANIQA"), _pyiqa_arch_shapes("maniqa"), "MANIQA KonIQ-10k (pyiqa)")
+
+
 CHECKS: dict[str, Callable[[Path], None]] = {
     "dmdnet-paper": _check_dmdnet,
     "asffnet512-paper": _check_asffnet,
@@ -246,6 +287,8 @@ CHECKS: dict[str, Callable[[Path], None]] = {
     "fid-stats-npz-2048": _check_fid_stats_npz,
     "niqe-mat-36": _check_niqe_mat,
     "dfdnet-dictionary-512": _check_dfdnet_dictionary,
+    "dists-alpha-beta": _check_dists,
+    "maniqa-pyiqa": _check_maniqa,
 }
 
 #: what each check verifies (``bench weights list``: "verified by")
@@ -258,6 +301,8 @@ DESCRIPTIONS: dict[str, str] = {
     "fid-stats-npz-2048": "npz with mu (2048) and sigma (2048x2048), no pickle",
     "niqe-mat-36": "MAT file with mu_prisparam (36) and cov_prisparam (36x36)",
     "dfdnet-dictionary-512": "every {part}_{F}_center.npy loads without pickle as (K, C, s, s) of the 512 model",
+    "dists-alpha-beta": "alpha and beta (1x1475x1x1) of pyiqa DISTS; no key outside pyiqa's DISTS",
+    "maniqa-pyiqa": "keys+shapes of pyiqa MANIQA (KonIQ options, ViT-B/8 included; 316 tensors)",
 }
 
 

@@ -262,6 +262,45 @@ register(WeightsEntry(
     origin="https://github.com/chaofengc/IQA-PyTorch",
 ))
 
+register(WeightsEntry(
+    name="dists-pyiqa",
+    content="dists-alpha-beta",
+    filename="DISTS_weights-f5e65c96.pth",
+    description="DISTS learned weights alpha, beta (pyiqa 'dists'; VGG16 trunk from torchvision-vgg16)",
+    license="pyiqa weights (PolyForm-Noncommercial-1.0.0 for pyiqa); DISTS code MIT (dingkeyan93/DISTS)",
+    used_by=("evaluation DISTS",),
+    url=_PYIQA + "DISTS_weights-f5e65c96.pth",
+    sha256_prefix="f5e65c96",
+    upstream_paths=("{torch_home}/hub/pyiqa/DISTS_weights-f5e65c96.pth",),
+    origin="https://github.com/chaofengc/IQA-PyTorch (pyiqa/archs/dists_arch.py default_model_urls)",
+))
+register(WeightsEntry(
+    name="clip-rn50",
+    filename="RN50.pt",
+    description="OpenAI CLIP ResNet-50 (TorchScript archive), the backbone of pyiqa 'clipiqa'",
+    license="MIT (openai/CLIP)",
+    used_by=("evaluation CLIP-IQA",),
+    url="https://openaipublic.azureedge.net/clip/models/"
+        "afeb0e10f9e5a86da6080e35cf09123aca3b358a0c3e3b6c78a7b63bc04b6762/RN50.pt",
+    sha256="afeb0e10f9e5a86da6080e35cf09123aca3b358a0c3e3b6c78a7b63bc04b6762",
+    upstream_paths=("{torch_home}/hub/clip/RN50.pt", "{home}/.cache/clip/RN50.pt"),
+    origin="https://github.com/openai/CLIP (clip/clip.py _MODELS; pyiqa/archs/clip_model.py)",
+    notes="sha256 published in the download URL itself (openai/CLIP checks it the same way)",
+))
+register(WeightsEntry(
+    name="maniqa-koniq",
+    content="maniqa-pyiqa",
+    filename="ckpt_koniq10k.pt",
+    description="MANIQA trained on KonIQ-10k, full model incl. its ViT-B/8 (pyiqa 'maniqa')",
+    license="pyiqa weights (PolyForm-Noncommercial-1.0.0 for pyiqa); MANIQA code Apache-2.0 (IIGROUP/MANIQA)",
+    used_by=("evaluation MANIQA",),
+    url=_PYIQA + "ckpt_koniq10k.pt",
+    upstream_paths=("{torch_home}/hub/pyiqa/ckpt_koniq10k.pt",),
+    origin="https://github.com/chaofengc/IQA-PyTorch (pyiqa/archs/maniqa_arch.py default_model_urls)",
+    notes="no published hash; the file must hold every tensor of pyiqa's MANIQA (the ViT included), checked on "
+          "import/fetch",
+))
+
 # ---------------------------------------------------------------- official restoration checkpoints
 register(WeightsEntry(
     name="dmdnet-official",
