@@ -205,9 +205,35 @@ def _build_maniqa(paths: dict[str, Path]) -> torch.nn.Module:
     return net
 
 
+def load_clip(path: str | Path) -> torch.nn.Module:
+    """The CLIP model of a checkpoint as pyiqa's ``clip_model.load(..., 'cpu')`` builds it (``build_model`` of its
+    state dict, then float32). OpenAI's file is a TorchScript archive (its sha256 is checked by the registry); a
+    plain state dict is read with ``weights_only=True`` (pyiqa's own ``load`` cannot read one: it re-reads the
+    file object the failed ``torch.jit.load`` consumed)."""
+    from pyiqa.archs.clip_model import build_model
+
+    try:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch.jit deprecation notice
+            state = torch.jit.load(str(path), map_location="cpu").state_dict()
+    except RuntimeError:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    return build_model(dict(state)).float()
+
+
 def _build_clipiqa(paths: dict[str, Path]) -> torch.nn.Module:
-    # pyiqa's clip_model.load(<file>) reads the TorchScript archive (or a plain state dict) and builds the CLIP model
-    return build_arch("clipiqa", backbone=str(paths["clip-rn50"]))
+    from pyiqa.archs import clipiqa_arch
+
+    model = load_clip(paths["clip-rn50"])
+    with _BUILD_LOCK:
+        original = clipiqa_arch.load
+        clipiqa_arch.load = lambda name, device="cpu", **k: model  # CLIPIQA.__init__ calls load(backbone, 'cpu')
+        try:
+            return build_arch("clipiqa")
+        finally:
+            clipiqa_arch.load = original
 
 
 class PyiqaArchMetric(Metric):

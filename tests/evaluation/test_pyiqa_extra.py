@@ -99,8 +99,8 @@ def test_dists_equals_pyiqa_with_the_same_weights(isolated_weights, calibration,
     alpha_beta = {"alpha": torch.rand(1, 1475, 1, 1) * 0.2, "beta": torch.rand(1, 1475, 1, 1) * 0.2}
     install(monkeypatch, "torchvision-vgg16", {k: v for k, v in vgg.state_dict().items() if k.startswith("features.")})
     install(monkeypatch, "dists-pyiqa", alpha_beta)
-    idx = [0, 4]  # I03, I19: two very different distortions
-    pred, gt = calibration["dist"][idx], calibration["ref"][idx]
+    idx = [0, 4]  # I03, I19: two very different distortions; the central 192x256 (DISTS takes any size)
+    pred, gt = calibration["dist"][idx, :, 96:288, 128:384], calibration["ref"][idx, :, 96:288, 128:384]
     ours = create_metric("dists", MetricOptions(batch_size=1)).setup("cpu").compute(_batch(pred, gt))["dists"]
 
     # pyiqa: its DISTS takes torchvision's VGG16 (here the same seeded one) and loads the file non-strictly itself
@@ -141,7 +141,7 @@ def _tiny_clip_state() -> dict:
     from pyiqa.archs.clip_model import CLIP
 
     torch.manual_seed(2)
-    model = CLIP(embed_dim=64, image_resolution=64, vision_layers=(1, 1, 1, 1), vision_width=16,
+    model = CLIP(embed_dim=64, image_resolution=64, vision_layers=(1, 1, 1, 1), vision_width=16, vision_patch_size=None,
                  context_length=77, vocab_size=49408, transformer_width=64, transformer_heads=1,
                  transformer_layers=1)
     return {k: v.clone() for k, v in model.state_dict().items()}
@@ -150,12 +150,17 @@ def _tiny_clip_state() -> dict:
 def test_clipiqa_equals_pyiqa_with_the_same_weights(isolated_weights, face_pairs, monkeypatch):
     import pyiqa
 
-    install(monkeypatch, "clip-rn50", _tiny_clip_state())
+    from pyiqa.archs import clip_model, clipiqa_arch
+
+    state = _tiny_clip_state()
+    install(monkeypatch, "clip-rn50", state)
     hq, lq = face_pairs
     imgs = np.concatenate([hq[:2], lq[:2]])[:, ::2, ::2]  # 256x256: the network is resolution-free (no pos. emb.)
     ours = create_metric("clipiqa").setup("cpu").compute(_batch(imgs))["clipiqa"]
-    ref_model = pyiqa.create_metric("clipiqa", device=torch.device("cpu"),
-                                    backbone=str(wreg.locate("clip-rn50")))  # pyiqa's own clip_model.load(<file>)
+    # pyiqa: CLIPIQA with the CLIP model its load() builds from a state dict (build_model, then float on CPU)
+    monkeypatch.setattr(clipiqa_arch, "load",
+                        lambda name, device: clip_model.build_model(dict(state)).to(device).float())
+    ref_model = pyiqa.create_metric("clipiqa", device=torch.device("cpu"))
     ref = ref_model(torch.from_numpy(np.ascontiguousarray(imgs)).permute(0, 3, 1, 2).float() / 255)
     _close(ours, ref)
     assert ((ours > 0) & (ours < 1)).all()
