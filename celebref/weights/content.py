@@ -1,6 +1,6 @@
 """What a pretrained file must contain, checked before it is installed when no upstream hash exists.
 
-Eight registry entries have no published sha256 (Google-Drive releases, GitHub assets without checksums). For those
+Nine registry entries have no published sha256 (Google-Drive releases, GitHub assets without checksums). For those
 ``bench weights import`` / ``fetch`` cannot compare a digest, so they check the *content* instead: a PyTorch
 checkpoint is opened with ``torch.load(weights_only=True)`` on CPU (memory-mapped where the file allows, so a
 600 MB checkpoint costs its metadata only), the usual containers are unwrapped exactly as the model's loader does,
@@ -15,6 +15,7 @@ Each check is named in the entry (``WeightsEntry.content``) and described by :da
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -248,6 +249,7 @@ def _pyiqa_checkpoint_shapes(path: Path, what: str) -> Shapes:
     return {k: shapes[src] for k, src in zip(clean_state_dict(dict.fromkeys(shapes)), shapes)}
 
 
+@functools.lru_cache(maxsize=None)
 def _pyiqa_arch_shapes(pyiqa_name: str) -> Shapes:
     """Keys and shapes of pyiqa's network, built on CPU without weights (pyiqa's MANIQA calls ``.item()`` while
     building, so ``meta`` cannot be used; MANIQA costs about 0.5 GB for a few seconds)."""
@@ -256,7 +258,7 @@ def _pyiqa_arch_shapes(pyiqa_name: str) -> Shapes:
     from evaluation.pyiqa_metrics import build_arch
 
     with torch.no_grad():
-        return {k: tuple(v.shape) for k, v in build_arch(pyiqa_name).state_dict().items()}
+        return dict({k: tuple(v.shape) for k, v in build_arch(pyiqa_name).state_dict().items()})  # read-only use
 
 
 def _check_dists(path: Path) -> None:

@@ -230,7 +230,7 @@ def test_niqe_params_fetchable_from_pypi_entry_is_pinned():
 
 # ------------------------------------------------------------------- content checks for entries without a hash
 NO_HASH = ("arcface-resnet18", "asffnet512-official", "dfdnet-dictionary512", "dfdnet-official", "dmdnet-official",
-           "facexlib-awing-wflw", "ffhq512-fid-stats-clean", "niqe-pyiqa")
+           "facexlib-awing-wflw", "ffhq512-fid-stats-clean", "maniqa-koniq", "niqe-pyiqa")
 
 
 def _bench(argv):

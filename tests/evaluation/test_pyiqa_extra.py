@@ -117,6 +117,26 @@ def test_dists_equals_pyiqa_with_the_same_weights(isolated_weights, calibration,
         load_dists(build_arch("dists"), vgg.state_dict(), {"alpha": alpha_beta["alpha"]})
 
 
+def test_dists_content_check(tmp_path):
+    """dists-pyiqa's import check: alpha and beta of DISTS' shape, nothing outside pyiqa's DISTS."""
+    from celebref.weights import content
+
+    def saved(obj):
+        f = tmp_path / f"d{len(list(tmp_path.iterdir()))}.pth"
+        torch.save(obj, f)
+        return f
+
+    ab = {"alpha": torch.rand(1, 1475, 1, 1), "beta": torch.rand(1, 1475, 1, 1)}
+    content.check("dists-alpha-beta", saved(ab))
+    content.check("dists-alpha-beta", saved({"params": {f"module.{k}": v for k, v in ab.items()}}))
+    with pytest.raises(content.ContentError, match="no beta"):
+        content.check("dists-alpha-beta", saved({"alpha": ab["alpha"]}))
+    with pytest.raises(content.ContentError, match="alpha 1x1474x1x1"):
+        content.check("dists-alpha-beta", saved({**ab, "alpha": torch.rand(1, 1474, 1, 1)}))
+    with pytest.raises(content.ContentError, match="outside pyiqa's DISTS: head.w"):
+        content.check("dists-alpha-beta", saved({**ab, "head.w": torch.zeros(1)}))
+
+
 # ----------------------------------------------------------------------------------------------- MUSIQ
 def test_musiq_equals_pyiqa_with_the_same_weights(isolated_weights, face_pairs, monkeypatch):
     import pyiqa
@@ -194,6 +214,9 @@ def test_maniqa_equals_pyiqa_with_the_same_weights(isolated_weights, face_pairs,
     ref_model.net.test_sample = 1
     ref = ref_model(torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255)
     _close(ours, ref)
+    from celebref.weights import content
+
+    content.check("maniqa-pyiqa", wreg.locate("maniqa-koniq"))  # the import check accepts MANIQA's full layout
 
 
 # ----------------------------------------------------------------------------------------------- fLPIPS
