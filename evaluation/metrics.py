@@ -9,8 +9,9 @@ whose weights are missing is never computed: :func:`resolve_metrics` reports it 
 Distribution metrics (FID, KID; :mod:`evaluation.fid`) are stateful: ``update(images, real=...)`` then
 ``compute()``, and accumulating batch by batch gives the same value as passing every image at once.
 
-Names (``--metrics``): ``psnr psnr_y ssim ssim_y ms_ssim lpips_vgg lpips_alex ids ids_arcface ids_arcface18
-ids_dlib lmd lmd_awing fid kid niqe niqe_pyiqa musiq``; ``default`` = :data:`DEFAULT_METRICS`, ``all``.
+Names (``--metrics``): ``psnr psnr_y ssim ssim_y ms_ssim lpips_vgg lpips_alex flpips dists ids ids_arcface
+ids_arcface18 ids_dlib deg lmd lmd_awing fid kid niqe niqe_pyiqa musiq clipiqa maniqa``; ``default`` =
+:data:`DEFAULT_METRICS`, ``all``.
 """
 
 from __future__ import annotations
