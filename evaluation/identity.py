@@ -18,7 +18,7 @@ of its own: ``deg`` (every pair) and ``deg_vqfr`` (NaN below 1 degree, so its me
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -102,7 +102,7 @@ def strip_module_prefix(state: dict) -> dict:
     """Drop DataParallel ``module.`` prefixes (resnet18_110.pth / some arcface_resnet18.pth copies carry them)."""
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
-    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
+    return {(k.removeprefix("module.")): v for k, v in state.items()}
 
 
 def arcface18_preprocess(images: Sequence[np.ndarray]) -> torch.Tensor:

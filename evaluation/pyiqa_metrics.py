@@ -26,9 +26,9 @@ from __future__ import annotations
 import re
 import threading
 import types
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -68,6 +68,7 @@ class PyiqaMetric(Metric):
 
     def _setup(self, device: str) -> None:
         import pyiqa
+
         from celebref import weights as wreg
 
         path = wreg.require(self.needs[0])
@@ -149,7 +150,7 @@ def load_state(path: str | Path) -> dict:
     if isinstance(state, dict) and isinstance(state.get("params"), dict):
         state = state["params"]
     if not isinstance(state, dict):
-        raise ValueError(f"{path}: expected a state dict, got {type(state).__name__}")
+        raise TypeError(f"{path}: expected a state dict, got {type(state).__name__}")
     return clean_state_dict(state)
 
 

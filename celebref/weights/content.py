@@ -249,7 +249,7 @@ def _pyiqa_checkpoint_shapes(path: Path, what: str) -> Shapes:
     return {k: shapes[src] for k, src in zip(clean_state_dict(dict.fromkeys(shapes)), shapes)}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _pyiqa_arch_shapes(pyiqa_name: str) -> Shapes:
     """Keys and shapes of pyiqa's network, built on CPU without weights (pyiqa's MANIQA calls ``.item()`` while
     building, so ``meta`` cannot be used; MANIQA costs about 0.5 GB for a few seconds)."""
@@ -258,7 +258,7 @@ def _pyiqa_arch_shapes(pyiqa_name: str) -> Shapes:
     from evaluation.pyiqa_metrics import build_arch
 
     with torch.no_grad():
-        return dict({k: tuple(v.shape) for k, v in build_arch(pyiqa_name).state_dict().items()})  # read-only use
+        return {k: tuple(v.shape) for k, v in build_arch(pyiqa_name).state_dict().items()}  # callers only read it
 
 
 def _check_dists(path: Path) -> None:

@@ -39,7 +39,7 @@ def install(monkeypatch, name: str, obj) -> None:
 
 
 def _batch(pred, gt=None) -> Batch:
-    as_list = lambda t: [np.ascontiguousarray(i) for i in (t.permute(0, 2, 3, 1).numpy() if torch.is_tensor(t) else t)]  # noqa: E731
+    as_list = lambda t: [np.ascontiguousarray(i) for i in (t.permute(0, 2, 3, 1).numpy() if torch.is_tensor(t) else t)]
     return Batch([f"i{k}" for k in range(len(pred))], as_list(pred), None if gt is None else as_list(gt))
 
 
@@ -169,7 +169,6 @@ def _tiny_clip_state() -> dict:
 
 def test_clipiqa_equals_pyiqa_with_the_same_weights(isolated_weights, face_pairs, monkeypatch):
     import pyiqa
-
     from pyiqa.archs import clip_model, clipiqa_arch
 
     state = _tiny_clip_state()
@@ -236,7 +235,7 @@ def test_flpips_equals_lpips_on_the_face_box(face_pairs):
     hq, lq = face_pairs
     pred, gt = lq[:2, ::2, ::2], hq[:2, ::2, ::2]  # 256 px: the box scales with the image
     ours = m.compute(_batch(pred, gt))["flpips"]
-    t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2).float() / 255  # noqa: E731
+    t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2).float() / 255
     x0, y0, x1, y1 = face_box(256, 256)
     mask = torch.zeros(1, 1, 256, 256)
     mask[..., y0:y1, x0:x1] = 1
