@@ -126,13 +126,12 @@ def cmd_testset(args) -> int:
 
 
 def cmd_split(args) -> int:
+    from celebref.celebrefhq_split import SplitError, dumps, emit_for_copy
     from celebref.imageio import write_bytes_atomic
-    from evaluation.protocols import ProtocolError
-    from evaluation.protocols.celebref_split import dumps, emit_for_copy
 
     try:
         doc, same = emit_for_copy(args.celebref_root)
-    except ProtocolError as e:
+    except SplitError as e:
         raise cliutil.UsageError(str(e)) from e
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(args.out, dumps(doc))

@@ -44,8 +44,28 @@ def register(sub, common) -> None:
     p.add_argument("--curation", type=Path, default=None, metavar="FILE",
                    help="curation.json saved by the `celebref review` page: split/merge/reject decisions keyed by "
                         "face id, applied after clustering (recorded in build.json and the manifest's `curated`)")
+    p.add_argument("--emit-split", type=Path, default=None, metavar="FILE",
+                   help="with a CelebRef-HQ-layout source: also write the celebref-hq-v1 identity split of that copy "
+                        "(seeded rule over its identity folder names, per-test-image reference lists; says whether it "
+                        "equals the shipped split) to FILE. See docs/protocols.md")
     p.add_argument("--print-config", action="store_true", help="print the effective config as YAML and exit")
     p.set_defaults(func=run)
+
+
+def celebrefhq_root(sources: list[str]) -> Path:
+    """The one CelebRef-HQ-layout folder among the --source values (``celebrefhq:DIR`` or a DIR in that layout)."""
+    from celebref.build.ingest import is_celebrefhq_layout
+
+    roots = []
+    for src in sources:
+        if src.startswith("celebrefhq:"):
+            roots.append(Path(src.split(":", 1)[1]))
+        elif Path(src).is_dir() and is_celebrefhq_layout(Path(src)):
+            roots.append(Path(src))
+    if len(roots) != 1:
+        raise cliutil.UsageError(f"--emit-split needs exactly one CelebRef-HQ-layout source (<5-digit id>/<n>.png), "
+                                 f"found {len(roots)}")
+    return roots[0]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -78,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
         raise cliutil.UsageError(f"--truth {args.truth} not found")
     if args.address and args.executor != "dask":
         raise cliutil.UsageError("--address needs --executor dask")
+    # the split depends on the copy's folder names only: computed (and refused) before any build work
+    split = split_of_copy(celebrefhq_root(args.source)) if args.emit_split is not None else None
     from celebref.build.executor import ExecutorError
 
     try:
@@ -104,6 +126,9 @@ def run(args: argparse.Namespace) -> int:
     if cur:
         summary.notes.append(f"curation: {cur['actions']} action(s) applied to {cur['faces_curated']} face(s), "
                              f"{cur['faces_rejected']} rejected, {cur['n_warnings']} warning(s)")
+    if split is not None:
+        summary.notes.append(write_split(split, args.emit_split))
+        summary.outputs["celebref-hq-v1 split"] = str(args.emit_split)
     summary.notes.append(f"NIQE: {info['resolved']['niqe']}")
     summary.notes.append("device: cpu (every build stage runs on CPU)")
     ex = info.get("executor") or {}
@@ -113,3 +138,26 @@ def run(args: argparse.Namespace) -> int:
                          f"attempt(s), {len(failed)} shard(s) failed (rerun to retry them)")
     summary.print()
     return cliutil.EXIT_OK
+
+
+def split_of_copy(root: Path) -> tuple[dict, bool]:
+    """The celebref-hq-v1 split document of the copy at ``root`` and whether it equals the shipped one."""
+    from celebref.celebrefhq_split import SplitError, emit_for_copy
+
+    try:
+        return emit_for_copy(root)
+    except SplitError as e:
+        raise cliutil.UsageError(f"--emit-split: {e}") from e
+
+
+def write_split(split: tuple[dict, bool], out: Path) -> str:
+    """Write the split document to ``out`` (atomically); returns a one-line summary note."""
+    from celebref.celebrefhq_split import dumps
+    from celebref.imageio import write_bytes_atomic
+
+    doc, same = split
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(out, dumps(doc))
+    return (f"celebref-hq-v1 split: {len(doc['test_identities'])} test identities of "
+            f"{doc['identity_names']['count']}, {doc['n_test_images']} test images with references; "
+            + ("equals the shipped split" if same else "this copy's own split (its names differ from the shipped list)"))

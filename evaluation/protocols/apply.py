@@ -85,7 +85,7 @@ def check_testset(protocol: Protocol, testset: str | os.PathLike, dataset_root=N
     if r.n_identities is not None and idents.nunique() != r.n_identities:
         dev.append(f"test set has {idents.nunique()} identities; the protocol's has {r.n_identities}")
     if r.identity_split:
-        from evaluation.protocols.celebref_split import shipped_test_identities
+        from celebref.celebrefhq_split import shipped_test_identities
 
         allowed = set(shipped_test_identities())
         ids = idents
@@ -151,7 +151,7 @@ def make_testset(protocol: Protocol, dataset: str | os.PathLike, out: str | os.P
     ids = None
     split = r.split
     if r.identity_split:
-        from evaluation.protocols.celebref_split import shipped_test_identities
+        from celebref.celebrefhq_split import shipped_test_identities
 
         allowed = set(shipped_test_identities())
         all_ids = ds.image_ids(None)

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from evaluation.cli import main
-from evaluation.protocols import celebref_split as cs
+from celebref import celebrefhq_split as cs
 from evaluation.protocols import get_protocol, list_protocols
 
 REQUIRED = {"refldm-ffhqref-moderate", "refldm-ffhqref-severe", "refldm-celeba-test-ref", "celeba-test",
@@ -221,3 +221,28 @@ def test_landmark_subset_recomputes_means_without_fallbacks(tmp_path, capsys):
     assert main(["protocols", "landmark-subset", str(tmp_path)]) == 0
     assert "fallback (mean face) on 1" in capsys.readouterr().out
     assert main(["protocols", "landmark-subset", str(tmp_path / "nope")]) == 2
+
+
+def test_celebref_build_emits_the_split(tmp_path, celebref_examples):
+    """`celebref build --emit-split`: the split of the CelebRef-HQ-layout source, checked before any build work."""
+    from celebref.cli import main as celebref_main
+    from celebref.commands.build import celebrefhq_root, split_of_copy, write_split
+
+    copy = tmp_path / "copy"
+    for n in cs.DOCUMENTED_NAMES:
+        (copy / n).mkdir(parents=True)
+        (copy / n / "0.png").write_bytes(b"")
+    assert celebrefhq_root([str(tmp_path / "photos"), f"celebrefhq:{copy}"]) == copy
+    assert celebrefhq_root([str(copy)]) == copy
+    out = tmp_path / "split.json"
+    note = write_split(split_of_copy(copy), out)
+    assert "equals the shipped split" in note
+    assert json.loads(out.read_text())["test_identities"] == cs.shipped_test_identities()
+    # the 5 example identities are too few for 150 test ones: rc 2 before building, nothing written
+    ds = tmp_path / "ds"
+    rc = celebref_main(["build", "--source", str(celebref_examples / "RefsImg"), "--out", str(ds),
+                        "--emit-split", str(tmp_path / "x.json"), "-q"])
+    assert rc == 2 and not (tmp_path / "x.json").exists() and not (ds / "build.json").exists()
+    # no CelebRef-HQ-layout source at all
+    assert celebref_main(["build", "--source", str(tmp_path / "copy" / "00001"), "--out", str(ds),
+                          "--emit-split", str(out), "-q"]) == 2

@@ -13,6 +13,8 @@ identities in 5-digit folders; the names ``00001`` .. ``01005`` are an assumptio
 (00005, 00022, 00075, 00082, 00086, 00089, 00119, 00121, 00146) but not confirmed. The file records that list's
 sha256 and its sha256 is pinned here (:data:`SPLIT_SHA256`). On a copy whose names hash to the same value, the
 rule gives the shipped test identities exactly; on any other copy it gives that copy's split and says so.
+Construction-side (stdlib only): `celebref build --emit-split FILE` and `bench protocols split` both call
+:func:`emit_for_copy`; the `celebref-hq-v1` protocol reads :func:`shipped_test_identities`.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ import json
 import os
 from pathlib import Path
 
-from evaluation.protocols.model import ProtocolError
 
 NAME = "celebref-hq-v1"
 FORMAT = "celebref.identity-split/1"
@@ -31,8 +32,13 @@ N_TEST = 150
 DOCUMENTED_NAMES = tuple(f"{i:05d}" for i in range(1, 1006))
 SPLIT_FILE = Path(__file__).with_name("celebref_hq_v1.json")
 #: sha256 of the shipped celebref_hq_v1.json (bytes); a test regenerates the file from the rule and compares.
-SPLIT_SHA256 = "db2a9262e08775198618f9c9db1273eb591d3c1b4ae6acf07b293bf6bae342ef"
+SPLIT_SHA256 = "5594cdb4abbf5b7f11270994f903cdd1afb67578a421757ba0f7a70c2ae8ffdb"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+
+
+class SplitError(ValueError):
+    """A copy the rule cannot split (not a folder, no identity folders, too few identities) or a changed shipped
+    file."""
 
 
 def _key(purpose: str, item: str, seed: int = SEED) -> str:
@@ -48,7 +54,7 @@ def split_identities(names, *, seed: int = SEED, n_test: int = N_TEST) -> tuple[
     """(test, train) identity names, each sorted. Needs more than ``n_test`` names."""
     names = sorted(set(names))
     if len(names) <= n_test:
-        raise ProtocolError(f"{NAME}: {len(names)} identities; the rule needs more than {n_test}")
+        raise SplitError(f"{NAME}: {len(names)} identities; the rule needs more than {n_test}")
     order = sorted(names, key=lambda n: (_key("split", n, seed), n))
     return sorted(order[:n_test]), sorted(order[n_test:])
 
@@ -72,7 +78,7 @@ def split_document(names, *, seed: int = SEED, n_test: int = N_TEST, confirmed: 
                                    "n_test are test",
                  "references": f"every image of a test identity is a target; references = the other images "
                                f"ordered by sha256('{NAME}:<seed>:ref:<name>/<file>'), ties by file",
-                 "code": "evaluation/protocols/celebref_split.py"},
+                 "code": "celebref/celebrefhq_split.py"},
         "identity_names": {"count": len(set(names)), "sha256": names_sha256(set(names)), "confirmed": confirmed,
                            "source": ("the identity folders of the copy this file was emitted from" if confirmed else
                                       "documented: CelebRef-HQ has 1,005 identities in 5-digit folders; names "
@@ -96,7 +102,7 @@ def shipped_document() -> dict:
     data = SPLIT_FILE.read_bytes()
     got = hashlib.sha256(data).hexdigest()
     if got != SPLIT_SHA256:
-        raise ProtocolError(f"{SPLIT_FILE}: sha256 {got} != pinned {SPLIT_SHA256} (the shipped split was changed)")
+        raise SplitError(f"{SPLIT_FILE}: sha256 {got} != pinned {SPLIT_SHA256} (the shipped split was changed)")
     return json.loads(data)
 
 
@@ -104,14 +110,14 @@ def scan_copy(root: str | os.PathLike) -> dict[str, list[str]]:
     """{identity folder name: image file names} of a CelebRef-HQ copy (``root/<name>/<file>``)."""
     root = Path(root)
     if not root.is_dir():
-        raise ProtocolError(f"{root}: not a folder (expected a CelebRef-HQ copy: <root>/<identity>/<n>.png)")
+        raise SplitError(f"{root}: not a folder (expected a CelebRef-HQ copy: <root>/<identity>/<n>.png)")
     out = {}
     for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         files = sorted(f.name for f in d.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
         if files:
             out[d.name] = files
     if not out:
-        raise ProtocolError(f"{root}: no identity folder with images (expected <root>/<identity>/<n>.png)")
+        raise SplitError(f"{root}: no identity folder with images (expected <root>/<identity>/<n>.png)")
     return out
 
 
