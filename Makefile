@@ -41,10 +41,10 @@ test: $(STAMP) system-deps weights-from-registries
 # The demo's sample photos from the face_recognition 1.3.0 sdist on PyPI (several photos of one person; MIT),
 # hash-checked into ~/.cache/celebref/demo. Without them the demo runs on the package photos alone.
 demo-data: $(STAMP)
-	@$(BIN)/python -m celebref.demo --fetch-only
+	@$(BIN)/python -m bfrcli.demo --fetch-only
 
 demo: $(STAMP) $(if $(SOURCE),,demo-data)
-	$(BIN)/python -m celebref.demo --out $(OUT) $(if $(SOURCE),--source $(SOURCE),)
+	$(BIN)/python -m bfrcli.demo --out $(OUT) $(if $(SOURCE),--source $(SOURCE),)
 
 clean-venv:
 	rm -rf $(VENV)

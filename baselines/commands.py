@@ -8,7 +8,7 @@
 `bench train` resumes from ``<out>/checkpoints/last.pt`` when it exists (``--resume auto``, the default), so
 rerunning an interrupted command continues it. A bad config (unknown key, wrong type, unknown model, missing
 dataset) exits with code 2 and names the key.
-Multi-GPU / DDP (batch_size = global batch): torchrun --nproc_per_node N -m evaluation.cli train ...
+Multi-GPU / DDP (batch_size = global batch): torchrun --nproc_per_node N -m bfrcli.bench train ...
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from celebref import cliutil
+from bfrcore import cliutil
 
 
 def register(sub, common) -> None:

@@ -209,7 +209,7 @@ class LearnedFeatures(nn.Module):
 def load_vgg19_state(name_or_path: str) -> dict[str, torch.Tensor]:
     """The torchvision VGG19 state dict from the weights registry (MissingWeightsError naming the fix when it is
     not on this machine) or from a file path."""
-    from celebref import weights as wreg
+    from bfrcore import weights as wreg
 
     p = Path(name_or_path)
     if p.suffix in (".pth", ".pt") and p.is_file():
@@ -225,7 +225,7 @@ def load_vgg19_state(name_or_path: str) -> dict[str, torch.Tensor]:
 
 def resolve_dictionary_dir(name_or_path: str) -> Path:
     """A dictionary folder from a weights-registry name (e.g. dfdnet-dictionary512) or a path."""
-    from celebref import weights as wreg
+    from bfrcore import weights as wreg
 
     p = Path(name_or_path)
     if p.is_dir():

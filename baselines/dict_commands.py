@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from celebref import cliutil
+from bfrcore import cliutil
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ def register(sub, common) -> None:
     dsub = p.add_subparsers(dest="dict_command", metavar="ACTION")
     dsub.required = True
     q = dsub.add_parser("build", parents=[common], help="build {part}_{F}_center.npy dictionaries from a DATASET")
-    q.add_argument("--dataset", type=Path, required=True, help="DATASET folder (celebref.dataset format)")
+    q.add_argument("--dataset", type=Path, required=True, help="DATASET folder (bfrcore.dataset format)")
     cliutil.add_out(q, help="output folder for the .npy files and dictionary.json")
     q.add_argument("--model-config", default=None,
                    help="DFDNet config whose feature extractor is used: paper (VGG19, 512), tiny (learned, 128) "
@@ -74,7 +74,7 @@ def build_from_dataset(dataset: Path, out: Path, *, model_config=None, weights=N
 
     from baselines.dictionary import DICTIONARY_FORMAT, build_dictionary, write_dictionary
     from baselines.registry import CHECKPOINT_FORMAT, get_model_info, load_file, resolve_config
-    from celebref.dataset import FaceDataset
+    from bfrcore.dataset import FaceDataset
 
     info = get_model_info("dfdnet")
     ckpt_state = None

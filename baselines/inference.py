@@ -6,7 +6,7 @@ Two kinds of input, decided per image (``aligned="auto"``) or forced (``"yes"`` 
   68 landmarks come from the offline detector (dlib HOG + 68-point regressor) run on the image at its own
   resolution and scaled, falling back to the mean FFHQ face layout when no face is found (source ``mean_face``,
   as :mod:`baselines.landmarks` does). The output is the restored face at the model's size.
-- **whole photos**: every face is detected, FFHQ-aligned to the model's size (:func:`celebref.faces.align_face`,
+- **whole photos**: every face is detected, FFHQ-aligned to the model's size (:func:`bfrcore.faces.align_face`,
   the same recipe as the datasets), restored, and pasted back into the photo with the inverse of the stored
   affine transform and a feathered mask (:func:`paste_back`). Outputs: the photo (same size as the input) and
   one restored crop per face (plus the aligned input crop, for comparison).
@@ -19,7 +19,7 @@ References (``refs``): a folder of aligned faces or photos of the same person (f
 used), prepared with the same pipeline; used for every input (specific mode) by models that use references.
 
 Bad inputs (unreadable file, no face in a photo, a failing restore) are skipped and recorded in the manifest;
-:func:`restore_folder` raises :class:`celebref.cliutil.UsageError` only for bad arguments.
+:func:`restore_folder` raises :class:`bfrcore.cliutil.UsageError` only for bad arguments.
 """
 
 from __future__ import annotations
@@ -37,10 +37,10 @@ import torch
 
 from baselines.base import RestorationModel
 from baselines.registry import UNTRAINED_NOTE, get_model_info, is_untrained, untrained_error
-from celebref.cliutil import UsageError, progress
-from celebref.cpu_allocator import reuse_freed_memory
-from celebref.imageio import ImageReadError, read_image, write_bytes_atomic, write_png
-from celebref.tensor_images import resize_uint8, to_tensor, to_uint8
+from bfrcore.cliutil import UsageError, progress
+from bfrcore.cpu_allocator import reuse_freed_memory
+from bfrcore.imageio import ImageReadError, read_image, write_bytes_atomic, write_png
+from bfrcore.tensor_images import resize_uint8, to_tensor, to_uint8
 
 log = logging.getLogger("celebref.restore")
 
@@ -95,7 +95,7 @@ def paste_back(photo: np.ndarray, face: np.ndarray, transform, *, feather: float
                ) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """Paste the restored aligned ``face`` (S, S, 3) uint8 back into ``photo`` (H, W, 3) uint8.
 
-    ``transform``: the :class:`celebref.faces.AlignTransform` of the crop (any S: the map is rescaled from
+    ``transform``: the :class:`bfrcore.faces.AlignTransform` of the crop (any S: the map is rescaled from
     ``transform.size``). Each photo pixel samples the face through the inverse affine map (bilinear) and is blended
     with the feathered :func:`face_mask` warped the same way. Only the face square's bounding box is touched and
     pixels where the warped mask is 0 keep their exact values. Returns (new photo, touched box x0, y0, x1, y1)."""
@@ -143,7 +143,7 @@ def find_faces(img: np.ndarray, *, detector: str = "dlib-hog", upsample: int = 1
                max_side: int = DETECT_MAX_SIDE) -> list[FoundFace]:
     """Every face of an RGB uint8 image with 68 landmarks in its pixels, largest (chin-to-brow) first. Large
     images are searched on a downscaled copy; landmarks are always regressed at full resolution."""
-    from celebref.faces import detect_faces, landmarks68
+    from bfrcore.faces import detect_faces, landmarks68
 
     h, w = img.shape[:2]
     scale = min(1.0, max_side / max(h, w))
@@ -166,7 +166,7 @@ def resize_to(img: np.ndarray, wh: tuple[int, int]) -> np.ndarray:
 
 def looks_aligned(img: np.ndarray, faces: list[FoundFace]) -> tuple[bool, str]:
     """The ``auto`` rule (module docstring): (is an aligned face, why)."""
-    from celebref.faces import ffhq_quad
+    from bfrcore.faces import ffhq_quad
 
     h, w = img.shape[:2]
     if h != w:
@@ -235,7 +235,7 @@ class FaceRestorer:
 
     def _photo_face(self, img: np.ndarray, f: FoundFace) -> PreparedFace:
         from baselines.landmarks import clamp_to_image
-        from celebref.faces import align_face
+        from bfrcore.faces import align_face
 
         crop, tf = align_face(img, f.landmarks68, self.size)
         pts = clamp_to_image(tf.to_aligned(f.landmarks68), (self.size, self.size), self.margin)

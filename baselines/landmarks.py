@@ -4,7 +4,7 @@ Policy (:class:`LandmarkProvider`), per image:
 
 1. ``manifest``: landmarks stored in the dataset manifest (computed on the HQ aligned face when the dataset was
    built) are used when given;
-2. ``detected``: otherwise the offline detector (``celebref.faces.detect_landmarks68``, dlib HOG by default) runs
+2. ``detected``: otherwise the offline detector (``bfrcore.faces.detect_landmarks68``, dlib HOG by default) runs
    on the image as given, i.e. on the *degraded* input at test time;
 3. ``mean_face``: when detection finds no face, the mean 68-point layout of FFHQ-aligned faces is used (a fixed
    template, :func:`mean_face_landmarks`), so the model still runs; the result is then only as good as the
@@ -108,7 +108,7 @@ def to_uint8_image(img) -> np.ndarray:
 
 
 def _default_detect_fn(detector: str) -> DetectFn:
-    from celebref.faces import detect_landmarks68  # imported lazily: dlib is only loaded when detection runs
+    from bfrcore.faces import detect_landmarks68  # imported lazily: dlib is only loaded when detection runs
 
     def detect(img: np.ndarray) -> np.ndarray | None:
         return detect_landmarks68(img, detector=detector)

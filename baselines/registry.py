@@ -166,7 +166,7 @@ def create_model(
     state = None
     record = None
     if weights is not None:
-        from celebref import weights as wreg
+        from bfrcore import weights as wreg
 
         wname = str(weights)
         if wname in info.pretrained:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from celebref import cliutil
+from bfrcore import cliutil
 
 
 def register(sub, common) -> None:

@@ -37,7 +37,7 @@ def peer_script(paths: list[Path]) -> tuple[float, int]:
     import numpy as np
     from PIL import Image
 
-    from celebref.faces import dlib_models
+    from bfrcore.faces import dlib_models
 
     det = dlib.get_frontal_face_detector()
     sp = dlib_models.shape_predictor_68()
@@ -76,7 +76,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if not shared_photos_found(args.faces):
         return 2
-    from celebref.build import build_dataset, parse_config
+    from celebref.pipeline import build_dataset, parse_config
 
     paths = pick_photos(args.faces, args.n)
     with tempfile.TemporaryDirectory() as tmp:

@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def labelled_embeddings(faces: Path, work: Path):
-    from celebref.build import build_dataset, parse_config
+    from celebref.pipeline import build_dataset, parse_config
 
     rows = list(csv.DictReader(open(faces / "manifest.csv", newline="")))
     sel = [r for r in rows if r["kind"] in ("celeba_in_the_wild", "lfw_250", "face_crop_150")
@@ -71,8 +71,8 @@ def synthetic(x: np.ndarray, truth: list[str], n: int, seed: int = 0) -> np.ndar
 
 
 def compare(x: np.ndarray, exact: np.ndarray, truth=None, ks=(16, 48)) -> list[dict]:
-    from celebref.build.cluster_metrics import agreement, cluster_scores
-    from celebref.build.clustering import cluster
+    from celebref.pipeline.cluster_metrics import agreement, cluster_scores
+    from celebref.pipeline.clustering import cluster
 
     out = []
     variants = [(idx, k, None) for idx in ("hnsw", "flat") for k in ks] + [("hnsw", ks[0], 1)]
@@ -99,8 +99,8 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     os.environ.setdefault("CELEBREF_PROGRESS", "0")
-    from celebref.build.cluster_metrics import cluster_scores
-    from celebref.build.clustering import cluster
+    from celebref.pipeline.cluster_metrics import cluster_scores
+    from celebref.pipeline.clustering import cluster
 
     args.work.mkdir(parents=True, exist_ok=True)
     x, truth = labelled_embeddings(args.faces, args.work)

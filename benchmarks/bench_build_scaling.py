@@ -31,12 +31,12 @@ from benchmarks.bench_build import photo_parser, pick_photos, shared_photos_foun
 
 
 def run_one(src: Path, out: Path, kind: str, workers: int, shard_size: int) -> dict:
-    from celebref.build import build_dataset, parse_config
-    from celebref.build.executor import DaskExecutor
+    from celebref.pipeline import build_dataset, parse_config
+    from celebref.pipeline.executor import DaskExecutor
 
     cfg = parse_config({"ingest": {"name_from": "none"}, "output": {"report": False},
                         "runner": {"shard_size": shard_size}})
-    from celebref.build.executor import LocalExecutor
+    from celebref.pipeline.executor import LocalExecutor
 
     t0 = time.perf_counter()
     ex = DaskExecutor(workers=workers) if kind == "dask" else LocalExecutor(workers)
@@ -87,7 +87,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if not shared_photos_found(args.faces):
         return 2
-    import celebref.build._preload  # noqa: F401 - warm this process too (the inline 1-worker run), 1 BLAS thread
+    import celebref.pipeline._preload  # noqa: F401 - warm this process too (the inline 1-worker run), 1 BLAS thread
 
     paths = pick_photos(args.faces, args.n)
     n = len(paths)

@@ -66,7 +66,7 @@ def truth_of(faces: Path) -> dict[str, str]:
 
 def build_faces(faces: Path, work: Path) -> list[dict]:
     """[{face_id, crop, truth, source}] of the main face of every selected photo (cached build under work)."""
-    from celebref.build import build_dataset, parse_config
+    from celebref.pipeline import build_dataset, parse_config
 
     cache = work / "faces.json"
     if cache.is_file():
@@ -122,8 +122,8 @@ VARIANTS = {"base": (0, False), "flip": (0, True), "jitter": (4, False), "flip+j
 
 def _embed_chunk(args):
     crops, jit, flip = args
-    from celebref.faces.embed import DlibEmbedder
-    from celebref.imageio import read_image
+    from bfrcore.faces.embed import DlibEmbedder
+    from bfrcore.imageio import read_image
 
     emb = DlibEmbedder(num_jitters=jit, flip=flip)
     return emb.embed([read_image(c) for c in crops])
@@ -191,7 +191,7 @@ def make_folds(truth: list[str], pairs, n_folds: int, seed: int) -> list[set[str
 
 def score(labels: np.ndarray, truth: list[str], uncertain: set[int], min_images: int) -> dict:
     """BCubed on every face (uncertain faces as singletons) + purity of the kept identities."""
-    from celebref.build.cluster_metrics import cluster_scores
+    from celebref.pipeline.cluster_metrics import cluster_scores
 
     pred = [f"u{i}" if i in uncertain else f"c{c}" for i, c in enumerate(labels)]
     s = cluster_scores(pred, truth)
@@ -220,8 +220,8 @@ class Clusterer:
     def run(self, t: float, lever: dict, min_images: int) -> dict:
         from scipy.cluster.hierarchy import fcluster
 
-        from celebref.build.clustering import canonical
-        from celebref.build.identity import core_outliers, split_bimodal
+        from celebref.pipeline.clustering import canonical
+        from celebref.pipeline.identity import core_outliers, split_bimodal
 
         labels = canonical(fcluster(self.z, t, "distance"))
         if lever.get("split_margin") is not None:

@@ -33,7 +33,7 @@ PRESETS = ("refldm-moderate", "celebref-x8")
 
 
 def load_pairs(faces: Path, n: int, preset: str):
-    from celebref.imageio import read_image
+    from bfrcore.imageio import read_image
     from degradations.pipeline import degrade_image, item_seed
 
     files = sorted((faces / EXAMPLES).glob("*/*.png"))[:n]
@@ -61,7 +61,7 @@ def na(name, why):
 
 
 def measure(pred: torch.Tensor, gt: torch.Tensor, preset: str) -> list[dict]:
-    from evaluation import functional as fn
+    from bfrcore.metrics import functional as fn
     from evaluation.metrics import MetricOptions, create_metric
 
     rows = []

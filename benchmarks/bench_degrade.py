@@ -73,7 +73,7 @@ FACES = ROOT.parent / "shared" / "data" / "faces" / "dmdnet_celebrefhq" / "TestE
 
 # ----------------------------------------------------------------------------------------------- inputs
 def load_faces(n: int) -> tuple[list[np.ndarray], str]:
-    from celebref.imageio import read_image
+    from bfrcore.imageio import read_image
 
     files = sorted(FACES.glob("*/*.png")) if FACES.is_dir() else []
     imgs = [read_image(f) for f in files[:n]]

@@ -19,7 +19,7 @@ peak RSS = ``ru_maxrss`` of that case alone, checkpoint loading and model constr
 
 Each case: 1 warm-up run, then ``--repeats`` timed runs (median reported). Outputs of the two implementations are
 compared (max |difference| in [0, 1] units). ``--allocators``: ``reuse`` is what ``bench restore`` / ``evaluate``
-/ ``train`` set up for CPU runs (``celebref.cpu_allocator``); ``default`` is glibc as is. Both implementations
+/ ``train`` set up for CPU runs (``bfrcore.cpu_allocator``); ``default`` is glibc as is. Both implementations
 run under each setting, so every ratio compares like with like.
 
 Without ``--authors-code`` the authors' columns show the figures quoted in issue 6 (2.7 s generic, 9.5 s
@@ -171,7 +171,7 @@ def worker(impl: str, mode: str, threads: int, repeats: int, work: Path, memory_
     import torch
 
     torch.set_num_threads(threads)
-    from celebref.cpu_allocator import reuse_freed_memory
+    from bfrcore.cpu_allocator import reuse_freed_memory
 
     allocator = reuse_freed_memory()  # as bench restore / evaluate / train do on CPU (off: CELEBREF_CPU_ALLOCATOR)
     load0 = os.getloadavg()[0]
@@ -337,7 +337,7 @@ def render(pairs: list[tuple[dict, dict | None]], repeats: int, authors_code: Pa
     lines += ["", ("Ratios > 1 mean ours is slower / uses more memory. 'bare-conv GFLOP/s now': a lone 64->64 3x3 "
               "convolution at 256x256 measured just before / after our case; 'load avg': 1-minute load average "
               "before / after our case (then the authors'). 'CPU allocator': 'reuse freed memory' is what "
-              "`bench restore` / `evaluate` / `train` set up for CPU runs (celebref.cpu_allocator: glibc "
+              "`bench restore` / `evaluate` / `train` set up for CPU runs (bfrcore.cpu_allocator: glibc "
               "M_MMAP_MAX=0, M_TRIM_THRESHOLD=2GiB, so full-size activations are not page-faulted again on every "
               "layer); 'glibc default' is the same process with CELEBREF_CPU_ALLOCATOR=default. Both "
               "implementations run under the same setting in each row."), ""]

@@ -8,7 +8,7 @@ JPEG quality ∈ [30, 90], seeded), cycled to ``--n`` pairs. Nothing is written 
 
 PSNR and SSIM (RGB, BasicSR convention, crop_border 0), each timed on its own:
 
-- ``ours``: ``evaluation.functional.psnr`` / ``ssim`` on the whole batch, given as a zero-copy (N, 3, 512, 512)
+- ``ours``: ``bfrcore.metrics.functional.psnr`` / ``ssim`` on the whole batch, given as a zero-copy (N, 3, 512, 512)
   view of the same (N, 512, 512, 3) uint8 arrays the loops get (no layout copy outside the timing);
 - ``BasicSR-style loop``: per image ``calculate_psnr`` / ``calculate_ssim`` exactly as BasicSR writes them (each
   converts its inputs to float64; SSIM per channel with ``cv2.filter2D`` and the 11x11 Gaussian, 'valid' crop),
@@ -54,7 +54,7 @@ from tests.basicsr_reference import basicsr_psnr, basicsr_ssim  # the peer (the 
 def load_pairs(faces: Path, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     import cv2
 
-    from celebref.imageio import read_image
+    from bfrcore.imageio import read_image
 
     with open(faces / "manifest.csv", newline="") as f:
         rows = [r for r in csv.DictReader(f) if r["kind"] == "hq_aligned_512"]
@@ -154,7 +154,7 @@ def main(argv=None) -> int:
     import cv2
     import torch
 
-    from evaluation import functional as fn
+    from bfrcore.metrics import functional as fn
 
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
@@ -205,7 +205,7 @@ def lpips_rows(args, lq_t, hq_t) -> None:
     import torch
     import torchvision
 
-    from celebref import weights as wreg
+    from bfrcore import weights as wreg
     from evaluation.lpips import build_lpips, load_trunk, lpips_distance
 
     path = wreg.locate("torchvision-vgg16")

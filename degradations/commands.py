@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from celebref.cliutil import RunSummary, UsageError, add_seed, add_workers, positive_int, progress
-from celebref.safepath import UnsafePathError
+from bfrcore.cliutil import RunSummary, UsageError, add_seed, add_workers, positive_int, progress
+from bfrcore.safepath import UnsafePathError
 
 
 def register(sub, common) -> None:
@@ -92,8 +92,8 @@ def _progress_cb(args, desc: str):
 
 
 def _verify(args) -> int:
+    from bfrcore.testset import TestSetError
     from degradations.testset import verify_testset
-    from degradations.testset_io import TestSetError
 
     summary = RunSummary("bench degrade --verify")
     try:
@@ -123,9 +123,9 @@ def _verify(args) -> int:
 
 
 def _generate(args) -> int:
-    from celebref.dataset import FaceDataset
+    from bfrcore.dataset import FaceDataset
+    from bfrcore.testset import TestSetError
     from degradations.testset import generate_testset
-    from degradations.testset_io import TestSetError
 
     missing = [f for f, v in (("--dataset", args.dataset), ("--preset", args.preset), ("--out", args.out))
                if v is None]

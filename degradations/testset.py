@@ -1,4 +1,4 @@
-"""Generate, resume and verify TESTSET folders (format: :mod:`degradations.testset_io`).
+"""Generate, resume and verify TESTSET folders (format: :mod:`bfrcore.testset`).
 
 Each image is degraded with ``degrade_image(hq, preset, item_seed(seed, image_id))``, so its bytes depend only on
 (HQ pixels, preset, seed, image id): any subset, order or ``workers`` count gives identical files.
@@ -11,7 +11,7 @@ atomically, and ``.partial`` is removed.
 Interruptions (even ``kill -9``): a worker writes its PNG to a temporary name in ``lq/``, fsyncs and renames it; the
 parent appends the record only after the worker reported success, so a record always names a complete file. An
 image whose PNG has no record, or a record whose PNG hash differs, is made again; leftover temporary files and a
-record line cut short are removed on resume. Workers exit with the parent (:mod:`celebref.procutil`), so no
+record line cut short are removed on resume. Workers exit with the parent (:mod:`bfrcore.procutil`), so no
 orphan keeps writing after the parent died.
 """
 
@@ -35,9 +35,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from celebref.dataset import FaceDataset
-from celebref.formats.testset import validate_info, validate_params
-from celebref.imageio import (
+from bfrcore.dataset import FaceDataset
+from bfrcore.formats.testset import validate_info, validate_params
+from bfrcore.imageio import (
     ImageReadError,
     encode_png,
     file_sha256,
@@ -46,12 +46,9 @@ from celebref.imageio import (
     sha256_bytes,
     write_bytes_atomic,
 )
-from celebref.procutil import init_worker
-from celebref.safepath import safe_component, safe_join
-from degradations.pipeline import SEED_SCHEME, degrade_image, item_seed
-from degradations.presets import Preset, get_preset
-from degradations.sampling import IMPLEMENTATION_VERSION, param_dtype, params_to_record
-from degradations.testset_io import (
+from bfrcore.procutil import init_worker
+from bfrcore.safepath import safe_component, safe_join
+from bfrcore.testset import (
     CHECKSUMS_FILE,
     FORMAT_VERSION,
     INFO_FILE,
@@ -63,6 +60,9 @@ from degradations.testset_io import (
     format_checksums,
     lq_relpath,
 )
+from degradations.pipeline import SEED_SCHEME, degrade_image, item_seed
+from degradations.presets import Preset, get_preset
+from degradations.sampling import IMPLEMENTATION_VERSION, param_dtype, params_to_record
 
 log = logging.getLogger("celebref.degrade")
 
@@ -378,7 +378,7 @@ def _finalise(out: Path, ds: FaceDataset, preset: Preset, seed: int, split: str 
     df = records_table([records[i] for i in ids])
     first = ["image_id", "seed", "kernel_sha256", "lq_sha256", "lq_pixel_sha256"]
     df = df[[c for c in first if c in df.columns] + sorted(c for c in df.columns if c not in first)]
-    validate_params(df, out / PARAMS_FILE, n_images=len(ids), writing=True)  # celebref.formats.testset
+    validate_params(df, out / PARAMS_FILE, n_images=len(ids), writing=True)  # bfrcore.formats.testset
     tmp = out / f".{PARAMS_FILE}.tmp"
     df.to_parquet(tmp, index=False)
     os.replace(tmp, out / PARAMS_FILE)

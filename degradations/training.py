@@ -5,7 +5,7 @@
   whatever the DataLoader's worker count or shuffling. ``epoch=None`` reproduces a test set made with the same
   preset and seed (``item_seed(seed, item_id)``) byte for byte.
 * :class:`DegradedFaceDataset` — a ``torch.utils.data.Dataset`` over a dataset object with ``image_ids(split)`` and
-  ``read(image_id)`` (e.g. :class:`celebref.dataset.FaceDataset`), yielding float tensors in [0, 1].
+  ``read(image_id)`` (e.g. :class:`bfrcore.dataset.FaceDataset`), yielding float tensors in [0, 1].
 * :class:`RandomDegradation` — a torchvision-style transform on a tensor image, drawing seeds from an explicit
   ``torch.Generator``.
 """

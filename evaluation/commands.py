@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from celebref import cliutil
+from bfrcore import cliutil
 from evaluation.metrics import DEFAULT_METRICS, MetricOptions
 
 

@@ -51,7 +51,7 @@ def build_inception(device: str = "cpu", state_dict: dict | None = None) -> torc
     from pytorch_fid import inception as pfi
 
     if state_dict is None:
-        from celebref import weights as wreg
+        from bfrcore import weights as wreg
 
         state_dict = torch.load(wreg.require(WEIGHTS_NAME), map_location="cpu", weights_only=True)
 
@@ -159,7 +159,7 @@ def load_statistics(name_or_path: str) -> tuple[np.ndarray, np.ndarray, str | No
     BasicSR ``.pth`` (mean, cov) file."""
     mode = None
     if name_or_path in STATS_ENTRIES:
-        from celebref import weights as wreg
+        from bfrcore import weights as wreg
 
         mode = STATS_ENTRIES[name_or_path]
         path = wreg.require(name_or_path)
@@ -254,7 +254,7 @@ class _InceptionMetric(Metric):
 
     @property
     def weights_sha256(self) -> str:
-        from celebref import weights as wreg
+        from bfrcore import weights as wreg
 
         return wreg.fingerprint(wreg.require(WEIGHTS_NAME))
 

@@ -2,7 +2,7 @@
 
 Backends:
 
-- ``lmd`` — dlib's 68-point regressor (``celebref.faces.landmarks68``) inside the fixed FFHQ-aligned face box
+- ``lmd`` — dlib's 68-point regressor (``bfrcore.faces.landmarks68``) inside the fixed FFHQ-aligned face box
   (``ALIGNED_FACE_BOX_512`` scaled to the image), so a degraded or hallucinated face never depends on a detector
   succeeding; works offline;
 - ``lmd_awing`` — VQFR's ``metric_paper/calculate_landmark_distance.py`` recipe: facexlib AWing FAN (4 hourglass,
@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from celebref.faces import ALIGNED_FACE_BOX_512, landmarks68
+from bfrcore.faces import ALIGNED_FACE_BOX_512, landmarks68
 from evaluation.metrics import Batch, Column, Metric, register_metric
 
 REFERENCE_SIZE = 512
@@ -66,8 +66,9 @@ class AWingLMD(Metric):
         return "facexlib AWing FAN 4HG WFLW 98 points on the image resized to 256 (BGR), mean L2, pixels at 512"
 
     def _setup(self, device: str) -> None:
-        from celebref import weights as wreg
         from facexlib.alignment import FAN
+
+        from bfrcore import weights as wreg
 
         state = torch.load(wreg.require("facexlib-awing-wflw"), map_location="cpu", weights_only=True)
         if isinstance(state, dict) and "state_dict" in state:

@@ -56,7 +56,7 @@ def build_lpips(net: str = "vgg", device: str = "cpu", trunk_state: dict | None 
     ``trunk_state``: a torchvision state dict to use instead of the registry file (tests only)."""
     import lpips
 
-    from celebref import weights as wreg
+    from bfrcore import weights as wreg
 
     if net not in NETS:
         raise ValueError(f"unknown LPIPS net {net!r}; choose from {sorted(NETS)}")

@@ -4,7 +4,7 @@ A :class:`Metric` states its ``name``, the per-image ``columns`` it writes (each
 ``convention`` (one line naming the reference implementation and every choice that changes the number), a
 ``version``, the weights-registry files it ``needs`` and :meth:`Metric.available` -> ``(ok, reason)``. A metric
 whose weights are missing is never computed: :func:`resolve_metrics` reports it with the exact fix from
-:class:`celebref.weights.MissingWeightsError`.
+:class:`bfrcore.weights.MissingWeightsError`.
 
 Distribution metrics (FID, KID; :mod:`evaluation.fid`) are stateful: ``update(images, real=...)`` then
 ``compute()``, and accumulating batch by batch gives the same value as passing every image at once.
@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from evaluation import functional as fn
+from bfrcore.metrics import functional as fn
 
 DEFAULT_METRICS = ("psnr", "ssim", "lpips_vgg", "lpips_alex", "ids", "lmd", "fid", "niqe")
 #: modules that register further metrics when imported
@@ -119,7 +119,7 @@ class Metric:
         return weights_available(self.needs)
 
     def weights_records(self) -> list[dict]:
-        from celebref import weights as wreg
+        from bfrcore import weights as wreg
 
         return [{k: v for k, v in wreg.describe(n).items() if k != "path"} for n in self.needs]
 
@@ -157,7 +157,7 @@ def weights_available(names: Sequence[str]) -> tuple[bool, str]:
     """(True, '') or (False, the MissingWeightsError message of every absent file, joined)."""
     if not names:
         return True, ""
-    from celebref import weights as wreg
+    from bfrcore import weights as wreg
 
     problems = []
     for n in names:
@@ -341,7 +341,7 @@ class MSSSIM(Metric):
 
 
 class NIQE(Metric):
-    """BasicSR NIQE (see :mod:`evaluation.niqe`)."""
+    """BasicSR NIQE (see :mod:`bfrcore.metrics.niqe`)."""
 
     name = "niqe"
     kind = "no_reference"
@@ -356,13 +356,13 @@ class NIQE(Metric):
                 "96x96 blocks, MATLAB bicubic antialiased imresize 0.5, niqe_pris_params.npz, float64")
 
     def _setup(self, device: str) -> None:
-        from celebref import weights as wreg
-        from evaluation import niqe as niqe_mod
+        from bfrcore import weights as wreg
+        from bfrcore.metrics import niqe as niqe_mod
 
         self._params = niqe_mod.load_pristine_params(str(wreg.require("niqe-basicsr")))
 
     def compute(self, batch: Batch) -> dict[str, np.ndarray]:
-        from evaluation import niqe as niqe_mod
+        from bfrcore.metrics import niqe as niqe_mod
 
         v = niqe_mod.niqe(batch.tensor("pred"), self._params, crop_border=self.options.crop_border)
         return {self.name: v.numpy()}

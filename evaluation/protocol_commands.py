@@ -13,7 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
-from celebref import cliutil
+from bfrcore import cliutil
 
 
 def register(sub, common) -> None:
@@ -106,8 +106,8 @@ def cmd_show(args) -> int:
 
 
 def cmd_testset(args) -> int:
-    from celebref.formats import FormatError
-    from degradations.testset_io import TestSetError
+    from bfrcore.formats import FormatError
+    from bfrcore.testset import TestSetError
     from evaluation.protocols import ProtocolError
     from evaluation.protocols.apply import make_testset
 
@@ -126,8 +126,8 @@ def cmd_testset(args) -> int:
 
 
 def cmd_split(args) -> int:
-    from celebref.celebrefhq_split import SplitError, dumps, emit_for_copy
-    from celebref.imageio import write_bytes_atomic
+    from bfrcore.celebrefhq_split import SplitError, dumps, emit_for_copy
+    from bfrcore.imageio import write_bytes_atomic
 
     try:
         doc, same = emit_for_copy(args.celebref_root)

@@ -69,7 +69,7 @@ class PyiqaMetric(Metric):
     def _setup(self, device: str) -> None:
         import pyiqa
 
-        from celebref import weights as wreg
+        from bfrcore import weights as wreg
 
         path = wreg.require(self.needs[0])
         self._model = pyiqa.create_metric(self.pyiqa_name, device=torch.device(device),
@@ -260,7 +260,7 @@ class PyiqaArchMetric(Metric):
         return f"pyiqa {_pyiqa_version()} '{self.pyiqa_name}': {self._convention}"
 
     def _setup(self, device: str) -> None:
-        from celebref import weights as wreg
+        from bfrcore import weights as wreg
 
         paths = {n: wreg.require(n) for n in self.needs}
         self._net = self._build(paths).eval().to(device)

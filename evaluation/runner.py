@@ -13,7 +13,7 @@ metrics are computed at the test set's size (``eval_size='testset'``: outputs of
 or at the model's (``'model'``: GT and references resized instead). The saved PNG is the scored image.
 
 Resume: an image whose restored PNG exists and whose row has every requested column is skipped; a PNG without a
-row is scored again without restoring; failed images are retried. See :mod:`evaluation.results` for the files.
+row is scored again without restoring; failed images are retried. See :mod:`bfrcore.results` for the files.
 """
 
 from __future__ import annotations
@@ -29,13 +29,14 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from celebref.cliutil import UsageError, progress
-from celebref.cpu_allocator import reuse_freed_memory
-from celebref.imageio import ImageReadError, file_sha256, read_image, write_png
-from celebref.safepath import safe_component, safe_join
-from celebref.tensor_images import resize_uint8, to_tensor, to_uint8
+from bfrcore.cliutil import UsageError, progress
+from bfrcore.cpu_allocator import reuse_freed_memory
+from bfrcore.imageio import ImageReadError, file_sha256, read_image, write_png
+from bfrcore.results import RESTORED_DIR, ResultRun
+from bfrcore.safepath import safe_component, safe_join
+from bfrcore.tensor_images import resize_uint8, to_tensor, to_uint8
 from evaluation.metrics import Batch, Metric, MetricOptions, MetricUnavailable, resolve_metrics
-from evaluation.results import RESTORED_DIR, ResultRun, build_summary
+from evaluation.summary import build_summary
 
 log = logging.getLogger("celebref.evaluate")
 
@@ -81,7 +82,7 @@ class Scorer:
             except MetricUnavailable as e:
                 self.unavailable[m.name] = str(e)
             except Exception as e:  # noqa: BLE001 - a metric that cannot start is reported, never dropped
-                from celebref.weights import WeightsError
+                from bfrcore.weights import WeightsError
 
                 if isinstance(e, WeightsError):
                     self.unavailable[m.name] = str(e)
@@ -130,7 +131,7 @@ class Scorer:
             except MetricUnavailable as e:
                 self.unavailable[m.name] = str(e)
             except Exception as e:  # noqa: BLE001
-                from celebref.weights import WeightsError
+                from bfrcore.weights import WeightsError
 
                 if isinstance(e, WeightsError):
                     self.unavailable[m.name] = str(e)
@@ -196,7 +197,7 @@ class EvaluateConfig:
     quiet: bool = False
     #: score a trainable model that has no trained weights (its random initialisation; marked in the summary)
     allow_untrained: bool = False
-    #: hash the LQ files against checksums.sha256 first (degradations.testset_verify); False: --no-verify
+    #: hash the LQ files against checksums.sha256 first (bfrcore.testset_verify); False: --no-verify
     verify: bool = True
     #: called after each finished image with (mode, image_id, row) — used by tests to interrupt a run
     on_image: Callable[[str, str, dict], None] | None = None
@@ -237,7 +238,7 @@ def evaluate(cfg: EvaluateConfig) -> list[dict]:
     from baselines import create_model, get_model_info
     from baselines.landmarks import LandmarkProvider
     from baselines.registry import UNTRAINED_NOTE, is_untrained, untrained_error
-    from degradations.testset_io import TestSet, TestSetError
+    from bfrcore.testset import TestSet, TestSetError
 
     if cfg.lq_landmarks not in ("manifest", "detect"):
         raise UsageError("--lq-landmarks must be 'manifest' or 'detect'")
@@ -250,7 +251,7 @@ def evaluate(cfg: EvaluateConfig) -> list[dict]:
         ds = ts.dataset
     except TestSetError as e:
         raise UsageError(str(e)) from e
-    from degradations.testset_verify import require_verified
+    from bfrcore.testset_verify import require_verified
 
     verified = require_verified(ts.root, verify=cfg.verify)  # {"testset_verified": bool}; UsageError naming files
     allocator = reuse_freed_memory() if torch.device(cfg.device).type == "cpu" else None

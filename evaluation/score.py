@@ -20,11 +20,11 @@ from typing import Sequence
 
 import numpy as np
 
-from celebref.cliutil import UsageError, progress
-from celebref.imageio import ImageReadError, file_sha256, read_image
-from celebref.safepath import safe_component
+from bfrcore.cliutil import UsageError, progress
+from bfrcore.imageio import ImageReadError, file_sha256, read_image
+from bfrcore.results import ResultRun
+from bfrcore.safepath import safe_component
 from evaluation.metrics import Batch, MetricOptions
-from evaluation.results import ResultRun
 from evaluation.runner import Scorer, _ImageCache, finish, references_for, resize_uint8, testset_header
 
 log = logging.getLogger("celebref.score")
@@ -52,7 +52,7 @@ class ScoreConfig:
     seed: int = 0
     overwrite: bool = False
     quiet: bool = False
-    #: hash the test set's LQ files against checksums.sha256 first (degradations.testset_verify); False: --no-verify
+    #: hash the test set's LQ files against checksums.sha256 first (bfrcore.testset_verify); False: --no-verify
     verify: bool = True
     #: the protocol record (evaluation.protocols.apply.ProtocolRun.record) written into summary.json
     protocol: dict | None = None
@@ -74,7 +74,7 @@ def find_prediction(pred_dir: Path, image_id: str, pattern: str | None) -> Path 
 
 def score(cfg: ScoreConfig) -> dict:
     """Run ``bench score``; returns the summary."""
-    from degradations.testset_io import TestSet, TestSetError
+    from bfrcore.testset import TestSet, TestSetError
 
     pred_dir = Path(cfg.pred)
     if not pred_dir.is_dir():
@@ -88,7 +88,7 @@ def score(cfg: ScoreConfig) -> dict:
         ds = ts.dataset
     except TestSetError as e:
         raise UsageError(str(e)) from e
-    from degradations.testset_verify import require_verified
+    from bfrcore.testset_verify import require_verified
 
     verified = require_verified(ts.root, verify=cfg.verify)  # {"testset_verified": bool}; UsageError naming files
     image_ids = ts.image_ids[:cfg.limit] if cfg.limit else ts.image_ids

@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from celebref import cliutil
+from bfrcore import cliutil
 
 
 @dataclass

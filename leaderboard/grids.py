@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
-from celebref.safepath import UnsafePathError, safe_join
+from bfrcore.safepath import UnsafePathError, safe_join
 from leaderboard.store import METRICS_NAME, RESTORED_DIR
 from leaderboard.tables import display_name, fmt_value, order_metrics
 
@@ -72,7 +72,7 @@ def _tile(arr: np.ndarray | None, size: int) -> Image.Image:
 
 
 def _read(path: Path | None) -> np.ndarray | None:
-    from celebref.imageio import ImageReadError, read_image
+    from bfrcore.imageio import ImageReadError, read_image
 
     if path is None or not path.is_file():
         return None
@@ -165,7 +165,7 @@ def comparison_grids(df: pd.DataFrame, out_dir: Path, image_ids: list[str] | Non
                          f"{first['testset_path'] or 'none'!r}); LQ, GT and references are missing")
         else:
             try:
-                from degradations.testset_io import TestSet
+                from bfrcore.testset import TestSet
 
                 ts = TestSet.load(ts_dir)
             except Exception as e:  # noqa: BLE001 - reported, grid still drawn

@@ -3,7 +3,7 @@
 One row per (run, metric), where a run is (model, model_config, weights sha256, test-set hash, mode). Metrics a
 run could not compute (``summary["unavailable"]``) get a row with ``mean = NaN`` and the reason in
 ``unavailable``, so tables can show "n/a" and why. Files that are not valid ``celebref.summary/1`` documents
-(:mod:`celebref.formats.results`) are skipped and reported with a reason naming the field (:class:`Skipped`); nothing
+(:mod:`bfrcore.formats.results`) are skipped and reported with a reason naming the field (:class:`Skipped`); nothing
 is guessed. Only result files are read here.
 """
 
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from celebref.formats import FormatError
-from celebref.formats import results as results_format
+from bfrcore.formats import FormatError
+from bfrcore.formats import results as results_format
 
 SUMMARY_FORMAT = results_format.FORMAT
 SUMMARY_NAME = "summary.json"
@@ -42,7 +42,7 @@ RUN_KEY = ("model", "model_config", "weights_sha256", "testset_hash", "mode")
 
 
 #: A summary.json (or results store) that does not follow the RESULTS contract; the contract itself is
-#: :mod:`celebref.formats.results` (one message names the file, the field and what was expected).
+#: :mod:`bfrcore.formats.results` (one message names the file, the field and what was expected).
 SummaryFormatError = FormatError
 
 
@@ -86,7 +86,7 @@ def _finite_or_none(v) -> float | None:
 
 
 def validate_summary(doc, path: str | os.PathLike = SUMMARY_NAME) -> list[tuple[str, str]]:
-    """Check a parsed summary.json against :mod:`celebref.formats.results`. Raises :class:`FormatError` for
+    """Check a parsed summary.json against :mod:`bfrcore.formats.results`. Raises :class:`FormatError` for
     file-level problems; returns ``[(metric, reason)]`` for metric entries that must be dropped (the rest of the
     file is usable)."""
     out = []

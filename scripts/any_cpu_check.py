@@ -100,7 +100,7 @@ def _examples_root(shared: Path) -> Path:
 
 
 def _pairs(examples: Path):
-    from celebref.imageio import read_image
+    from bfrcore.imageio import read_image
     from degradations.pipeline import degrade_image, item_seed
 
     refs = examples / "RefsImg"
@@ -118,7 +118,7 @@ _CALIBRATION = ("I03", "I04", "I06", "I08", "I19")
 
 
 def _calibration_pairs(shared: Path):
-    from celebref.imageio import read_image
+    from bfrcore.imageio import read_image
 
     root = shared / "oracles" / "pyiqa_calibration"
     if not (root / "ref_dir").is_dir():
@@ -181,7 +181,7 @@ def compute_testsets(mini_dataset: Path, work: Path) -> dict:
 def compute_build(shared: Path, work: Path) -> dict:
     """A small ``celebref build`` (4 aligned CelebRef-HQ faces of two people + the face_recognition Obama/Biden
     photos, 1 worker): its dataset_hash, plus landmarks and embeddings whose spread is recorded."""
-    from celebref.build import build_dataset, parse_config
+    from celebref.pipeline import build_dataset, parse_config
     from tests.celebref import build_support
 
     faces = shared / "faces"
@@ -213,8 +213,8 @@ def compute_models(examples: Path) -> dict:
     import torch
 
     from baselines import create_model, list_models
-    from celebref.imageio import read_image
-    from celebref.tensor_images import resize_uint8, to_tensor
+    from bfrcore.imageio import read_image
+    from bfrcore.tensor_images import resize_uint8, to_tensor
     from degradations.pipeline import degrade_image, item_seed
     from tests.helpers import read_landmark_txt
 

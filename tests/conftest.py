@@ -43,7 +43,7 @@ def celebref_examples(shared_faces) -> Path:
 
 @pytest.fixture(scope="session")
 def mini_dataset(celebref_examples, tmp_path_factory) -> Path:
-    """A DATASET folder (celebref.dataset format) made from the CelebRef-HQ examples: 5 identities, 49 images,
+    """A DATASET folder (bfrcore.dataset format) made from the CelebRef-HQ examples: 5 identities, 49 images,
     landmarks from the authors' files; identities 00075, 00146 are the test split. Read-only for tests."""
     out = tmp_path_factory.mktemp("mini_dataset")
     return helpers.make_mini_dataset(celebref_examples, out)

@@ -44,10 +44,10 @@ def read_landmark_txt(path: Path) -> np.ndarray:
 
 
 def make_mini_dataset(examples_root: Path, out: Path, test_identities=MINI_TEST_IDENTITIES) -> Path:
-    """Write a celebref.dataset folder from RefsImg/<id>/<n>.png + RefsLandmark/<id>/<n>.png.txt (copies the
+    """Write a bfrcore.dataset folder from RefsImg/<id>/<n>.png + RefsLandmark/<id>/<n>.png.txt (copies the
     images into ``out``, a temporary folder; nothing is copied into the repository)."""
-    from celebref.dataset import image_id_for, landmarks_to_list, relpath_for, write_dataset
-    from celebref.imageio import file_sha256, read_image, write_png
+    from bfrcore.dataset import image_id_for, landmarks_to_list, relpath_for, write_dataset
+    from bfrcore.imageio import file_sha256, read_image, write_png
 
     rows = []
     for ident_dir in sorted((examples_root / "RefsImg").iterdir()):

@@ -79,9 +79,9 @@ def _summary(run_dir: Path) -> dict:
 
 
 def test_chain_build_to_published_dataset(shared_faces, celebref_examples, tmp_path):
-    from celebref.dataset import FaceDataset
+    from bfrcore.dataset import FaceDataset
+    from bfrcore.testset import TestSet
     from celebref.publish.verify import verify_published_folder
-    from degradations.testset_io import TestSet
 
     flat = tmp_path / "photos"
     truth = _flat_folder(shared_faces, flat)

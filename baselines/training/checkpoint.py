@@ -9,7 +9,7 @@
      "schedulers": {"g": {...}, "d": {...}}, "scaler": {...}, "rng": {...}, "metrics": {...}, "versions": {...}}
 
 The contract (header keys and types, tensor state dicts, training state) is
-:func:`celebref.formats.run.validate_checkpoint`, checked before every save and on every load.
+:func:`bfrcore.formats.run.validate_checkpoint`, checked before every save and on every load.
 
 Plus ``"rng_ranks": [{...}, ...]`` (every rank's RNG state) when written by a multi-process (DDP) run; ``rng`` is
 then rank 0's. Model weights are those of the unwrapped modules (no DDP ``module.`` prefix).
@@ -33,8 +33,8 @@ import numpy as np
 import torch
 
 from baselines.registry import CHECKPOINT_FORMAT
-from celebref.formats import FormatError
-from celebref.formats.run import validate_checkpoint
+from bfrcore.formats import FormatError
+from bfrcore.formats.run import validate_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ def save_checkpoint(out: str | os.PathLike, step: int, payload: dict, keep: int 
     """Write ``step_<n>.pt`` and point ``last.pt`` at it (hard link, or a copy where links are unsupported);
     keep the ``keep`` newest step files. Returns the step file."""
     sp = step_path(out, step)
-    validate_checkpoint(payload, sp, writing=True)  # celebref.formats.run: FormatError before anything is written
+    validate_checkpoint(payload, sp, writing=True)  # bfrcore.formats.run: FormatError before anything is written
     save_atomic(payload, sp)
     last = last_path(out)
     tmp = last.with_name(f".{LAST}.tmp{os.getpid()}")
@@ -131,7 +131,7 @@ def _prune(out, keep: int) -> None:
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
     """Load one of our checkpoints safely (weights_only=True) on CPU and validate it against
-    :func:`celebref.formats.run.validate_checkpoint` (FormatError naming the file and the key)."""
+    :func:`bfrcore.formats.run.validate_checkpoint` (FormatError naming the file and the key)."""
     try:
         ck = torch.load(Path(path), map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, EOFError, RuntimeError) as e:

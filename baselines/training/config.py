@@ -1,7 +1,7 @@
 """Training configuration: typed frozen dataclasses, parsed once from YAML at the edge.
 
 Every section is a frozen dataclass whose fields are the only accepted keys: an unknown key, a value of the wrong
-type or an out-of-range value raises :class:`ConfigError` (a :class:`celebref.cliutil.UsageError`, so ``bench train``
+type or an out-of-range value raises :class:`ConfigError` (a :class:`bfrcore.cliutil.UsageError`, so ``bench train``
 exits with code 2) naming the offending key, e.g. ``loss.l2: unknown key (valid: adversarial, ...)``. Nothing
 downstream reads option dicts: the trainer takes a :class:`TrainConfig` and passes plain keyword arguments inward.
 
@@ -33,8 +33,8 @@ from typing import Any, Literal
 
 import yaml
 
-from celebref.cliutil import UsageError
-from celebref.typed_config import parse_dataclass, set_dotted, to_plain
+from bfrcore.cliutil import UsageError
+from bfrcore.typed_config import parse_dataclass, set_dotted, to_plain
 
 CONFIG_FORMAT = "celebref.train-config/1"
 
@@ -46,7 +46,7 @@ class ConfigError(UsageError):
 # ----------------------------------------------------------------------------------------------- sections
 @dataclass(frozen=True)
 class DataConfig:
-    #: DATASET folder (celebref.dataset format, `celebref build` output)
+    #: DATASET folder (bfrcore.dataset format, `celebref build` output)
     dataset: str
     train_split: str = "train"
     #: held-out split used for validation (identity-disjoint from train_split)

@@ -1,4 +1,4 @@
-"""Torch datasets for training and validation, built from a DATASET (:class:`celebref.dataset.FaceDataset`).
+"""Torch datasets for training and validation, built from a DATASET (:class:`bfrcore.dataset.FaceDataset`).
 
 Per training sample (image ``i`` visited in epoch ``e``):
 
@@ -35,8 +35,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from celebref.dataset import FaceDataset
-from celebref.tensor_images import resize_uint8
+from bfrcore.dataset import FaceDataset
+from bfrcore.tensor_images import resize_uint8
 from degradations.pipeline import degrade_image, item_seed
 from degradations.presets import get_preset
 from degradations.training import OnTheFlyDegrader

@@ -165,7 +165,7 @@ class StructureLoss(nn.Module):
 
 def build_perceptual_loss() -> nn.Module:
     """VGG19 perceptual loss with the registry's weights, or :class:`StructureLoss` with a clear warning."""
-    from celebref import weights as wreg
+    from bfrcore import weights as wreg
 
     try:
         path = wreg.require(VGG_WEIGHTS)
@@ -209,14 +209,14 @@ class IdentityLoss(nn.Module):
 
 def build_identity_loss() -> IdentityLoss | None:
     """The identity loss with the registry's arcface-resnet18 weights, or None (logged) when they are missing."""
-    from celebref import weights as wreg
+    from bfrcore import weights as wreg
 
     try:
         path = wreg.require(IDENTITY_WEIGHTS)
     except wreg.MissingWeightsError as e:
         log.warning("identity loss disabled: %s", e)
         return None
-    from evaluation.identity import ResNetArcFace18, strip_module_prefix
+    from bfrcore.faces.arcface18 import ResNetArcFace18, strip_module_prefix
 
     state = torch.load(path, map_location="cpu", weights_only=True)
     net = ResNetArcFace18()

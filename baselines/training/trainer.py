@@ -11,7 +11,7 @@ Resuming (``resume='auto'``: ``<out>/checkpoints/last.pt`` when present) restore
 optimisers, schedulers, scaler, RNG states and the position in the data stream, so the losses after a resume are
 those of an uninterrupted run (within floating-point tolerance).
 
-Distributed data parallel (``torchrun --nproc_per_node N -m evaluation.cli train ...``, see
+Distributed data parallel (``torchrun --nproc_per_node N -m bfrcli.bench train ...``, see
 :mod:`baselines.training.distributed`): one process per device; ``batch_size`` is the *global* batch, each rank
 trains on its own contiguous shard of every global batch (:class:`StepSampler`), so the sample stream, the schedule
 and the checkpoints do not depend on the number of processes. The generator loss (and the discriminator loss) is
@@ -61,8 +61,8 @@ from baselines.training.losses import (
     l1_loss,
 )
 from baselines.training.schedule import WarmupCosine, lr_factor, make_scheduler
-from celebref.cpu_allocator import reuse_freed_memory
-from celebref.formats.run import validate_train_config, validate_train_summary
+from bfrcore.cpu_allocator import reuse_freed_memory
+from bfrcore.formats.run import validate_train_config, validate_train_summary
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, *, resume: str | os.PathLike | None = "auto",
                  device: str | None = None, on_step: Callable[[int, dict], None] | None = None):
-        from celebref.cliutil import resolve_device
+        from bfrcore.cliutil import resolve_device
 
         self.t_start = time.perf_counter()
         self.cfg = cfg
@@ -172,7 +172,7 @@ class Trainer:
 
     def _build(self, cfg: TrainConfig, model_cfg: Any, resume: str | os.PathLike | None) -> None:
         """Everything but the device and the process group (see __init__)."""
-        from celebref.dataset import FaceDataset
+        from bfrcore.dataset import FaceDataset
 
         try:
             self.local_batch = ddp.shard_size(cfg.batch_size, self.dist)
@@ -697,7 +697,7 @@ class Trainer:
         }
         tmp = self.out / ".summary.json.tmp"
         text = json.dumps(summary, indent=2, sort_keys=True, default=str)
-        validate_train_summary(json.loads(text), self.out / "summary.json", writing=True)  # celebref.formats.run
+        validate_train_summary(json.loads(text), self.out / "summary.json", writing=True)  # bfrcore.formats.run
         tmp.write_text(text)
         os.replace(tmp, self.out / "summary.json")
 

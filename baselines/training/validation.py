@@ -1,5 +1,5 @@
-"""Validation during training: PSNR / SSIM (evaluation.functional, the BasicSR convention on uint8 RGB) and dlib
-identity distance (celebref.faces 'dlib' embedder, Euclidean; lower is better) of the EMA model's restorations of
+"""Validation during training: PSNR / SSIM (bfrcore.metrics.functional, the BasicSR convention on uint8 RGB) and dlib
+identity distance (bfrcore.faces 'dlib' embedder, Euclidean; lower is better) of the EMA model's restorations of
 the held-out images, next to the same metrics of the *bicubic baseline* — the LQ itself, which the degradation
 already upsampled back to full size with bicubic interpolation (resized to the model size like the HQ).
 
@@ -16,14 +16,14 @@ import numpy as np
 import torch
 
 from baselines.training.data import ValidationSet, batch_to
-from celebref.tensor_images import to_uint8
+from bfrcore.tensor_images import to_uint8
 
 log = logging.getLogger(__name__)
 
 
 def _metric_fns():
-    """PSNR and SSIM of uint8 (H, W, 3) pairs with evaluation.functional (BasicSR convention, RGB, no crop)."""
-    from evaluation import functional as F
+    """PSNR and SSIM of uint8 (H, W, 3) pairs with bfrcore.metrics.functional (BasicSR convention, RGB, no crop)."""
+    from bfrcore.metrics import functional as F
 
     def as_batch(img: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))[None]
@@ -48,8 +48,8 @@ class Validator:
         self.embedder = None
         self.hq_emb = None
         if identity:
-            from celebref import weights as wreg
-            from celebref.faces import get_embedder
+            from bfrcore import weights as wreg
+            from bfrcore.faces import get_embedder
 
             try:
                 self.embedder = get_embedder("dlib")

@@ -1,1 +1,1 @@
-"""Subcommands of the `celebref` tool (one module each, see celebref.cliutil)."""
+"""Subcommands of the `celebref` tool (one module each, see bfrcore.cliutil)."""

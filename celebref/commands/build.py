@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from celebref import cliutil
+from bfrcore import cliutil
 
 
 def register(sub, common) -> None:
@@ -54,7 +54,7 @@ def register(sub, common) -> None:
 
 def celebrefhq_root(sources: list[str]) -> Path:
     """The one CelebRef-HQ-layout folder among the --source values (``celebrefhq:DIR`` or a DIR in that layout)."""
-    from celebref.build.ingest import is_celebrefhq_layout
+    from celebref.ingest import is_celebrefhq_layout
 
     roots = []
     for src in sources:
@@ -71,8 +71,8 @@ def celebrefhq_root(sources: list[str]) -> Path:
 def run(args: argparse.Namespace) -> int:
     import yaml
 
-    from celebref.build import ConfigError, build_dataset, load_config
-    from celebref.build.ingest import SourceError
+    from celebref.ingest import SourceError
+    from celebref.pipeline import ConfigError, build_dataset, load_config
 
     if args.device == "cuda":
         raise cliutil.UsageError("celebref build has no GPU path: its detectors, embedders and quality scores run "
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         raise cliutil.UsageError("--address needs --executor dask")
     # the split depends on the copy's folder names only: computed (and refused) before any build work
     split = split_of_copy(celebrefhq_root(args.source)) if args.emit_split is not None else None
-    from celebref.build.executor import ExecutorError
+    from celebref.pipeline.executor import ExecutorError
 
     try:
         res = build_dataset(args.source, args.out, cfg, workers=args.workers, truth=args.truth, mode=args.mode,
@@ -142,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
 
 def split_of_copy(root: Path) -> tuple[dict, bool]:
     """The celebref-hq-v1 split document of the copy at ``root`` and whether it equals the shipped one."""
-    from celebref.celebrefhq_split import SplitError, emit_for_copy
+    from bfrcore.celebrefhq_split import SplitError, emit_for_copy
 
     try:
         return emit_for_copy(root)
@@ -152,8 +152,8 @@ def split_of_copy(root: Path) -> tuple[dict, bool]:
 
 def write_split(split: tuple[dict, bool], out: Path) -> str:
     """Write the split document to ``out`` (atomically); returns a one-line summary note."""
-    from celebref.celebrefhq_split import dumps
-    from celebref.imageio import write_bytes_atomic
+    from bfrcore.celebrefhq_split import dumps
+    from bfrcore.imageio import write_bytes_atomic
 
     doc, same = split
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from celebref import cliutil
-from celebref.imageio import ImageReadError, file_sha256, pixel_sha256, read_image_with_info
+from bfrcore import cliutil
+from bfrcore.imageio import ImageReadError, file_sha256, pixel_sha256, read_image_with_info
 
 
 def register(sub, common) -> None:

@@ -7,7 +7,7 @@ import re
 import sys
 from pathlib import Path
 
-from celebref import cliutil
+from bfrcore import cliutil
 
 _REPO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 

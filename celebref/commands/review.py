@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from celebref import cliutil
+from bfrcore import cliutil
 
 
 def register(sub, common) -> None:
@@ -26,7 +26,7 @@ def register(sub, common) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from celebref.dataset import FaceDataset
+    from bfrcore.dataset import FaceDataset
     from celebref.review.analysis import review_dataset
     from celebref.review.page import write_page
 

@@ -31,9 +31,9 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pandas as pd
 
-from celebref.dataset import FaceDataset
+from bfrcore.dataset import FaceDataset
+from bfrcore.safepath import safe_join
 from celebref.publish.privacy import LocalPathLeak, public_path, require_clean, sanitize, scrub_text
-from celebref.safepath import safe_join
 
 CONFIG_HQ, CONFIG_TRAIN, CONFIG_TEST, CONFIG_REFS = "hq", "train", "test", "references"
 RESERVED_CONFIGS = {CONFIG_HQ, CONFIG_TRAIN, CONFIG_TEST, CONFIG_REFS, "default", "data", "testsets"}
@@ -278,7 +278,7 @@ def build_folder(
         pass
 
     # ---- test sets first: fail on a bad one before writing anything
-    from degradations.testset_io import TestSet, TestSetError
+    from bfrcore.testset import TestSet, TestSetError
 
     loaded: list[tuple[str, TestSet]] = []
     for t in testsets:
@@ -311,9 +311,9 @@ def build_folder(
             require_clean(staging, extra=local)
         except LocalPathLeak as e:
             raise PublishUsageError(str(e)) from None
-        from celebref.formats.hub import validate_hub_folder
+        from bfrcore.formats.hub import validate_hub_folder
 
-        validate_hub_folder(staging, writing=True)  # the contract (celebref.formats.hub) before it is put in place
+        validate_hub_folder(staging, writing=True)  # the contract (bfrcore.formats.hub) before it is put in place
         replace_folder(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from celebref.dataset import FaceDataset
+from bfrcore.dataset import FaceDataset
 
 _MAX_LISTED = 20  # differences named in the error message (the count is always given)
 
@@ -67,8 +67,8 @@ def verify_published_folder(folder: str | Path, dataset: str | Path, testsets: I
     import datasets
     from datasets import Image
 
+    from bfrcore.testset import TestSet
     from celebref.publish.builder import config_name_for
-    from degradations.testset_io import TestSet
 
     folder, dataset = Path(folder), Path(dataset)
     ds = FaceDataset.load(dataset)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from celebref.dataset import FaceDataset
+from bfrcore.dataset import FaceDataset
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ def load_embeddings(ds: FaceDataset) -> tuple[dict[str, np.ndarray], dict[str, i
     n_cache = len(out)
     todo = [(str(f), str(i)) for f, i in zip(kept["face_id"], kept["image_id"]) if str(f) not in out]
     if todo:
-        from celebref.faces import get_embedder
+        from bfrcore.faces import get_embedder
 
         emb = get_embedder((ds.info.get("resolved") or {}).get("embedder", "dlib"))
         for k in range(0, len(todo), 32):
@@ -97,7 +97,7 @@ def _bimodal(x: np.ndarray, metric: str, threshold: float) -> tuple[int, int] | 
     from scipy.cluster.hierarchy import fcluster, linkage
     from scipy.spatial.distance import squareform
 
-    from celebref.faces import pairwise_distance
+    from bfrcore.faces import pairwise_distance
 
     d = pairwise_distance(x, x, metric)
     d = np.maximum((d + d.T) / 2, 0)
@@ -110,7 +110,7 @@ def _bimodal(x: np.ndarray, metric: str, threshold: float) -> tuple[int, int] | 
 def review_dataset(ds: FaceDataset, embeddings: dict[str, np.ndarray] | None = None,
                    origin: dict[str, int] | None = None) -> Review:
     """Per-identity centre distances and flags of a loaded dataset (see the module docstring)."""
-    from celebref.faces import pairwise_distance
+    from bfrcore.faces import pairwise_distance
 
     if embeddings is None:
         embeddings, origin = load_embeddings(ds)

@@ -29,7 +29,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from celebref.formats import Closed, FormatError, NonEmptyStr, Sha256, format_tag, validate_model
+from bfrcore.formats import Closed, FormatError, NonEmptyStr, Sha256, format_tag, validate_model
 
 FORMAT = "celebref.curation/1"
 ACTIONS = ("reject_face", "reject_identity", "merge", "split")
@@ -132,7 +132,7 @@ class CurationResult:
 
 
 def apply_curation(groups, curation: Curation):
-    """Apply ``curation`` to an :class:`celebref.build.identity.IdentityGroups` (not modified; a curated copy is
+    """Apply ``curation`` to an :class:`celebref.pipeline.identity.IdentityGroups` (not modified; a curated copy is
     returned in :class:`CurationResult`). Actions run in ascending ``seq``:
 
     - ``reject_face``: the face leaves its identity and is rejected (``curation_reject_face``);
@@ -143,7 +143,7 @@ def apply_curation(groups, curation: Curation):
       are not in an identity are skipped with a warning).
 
     Identities emptied by an action disappear. Faces not in an identity of this run make the action a warning."""
-    from celebref.build.identity import IdentityGroups
+    from celebref.pipeline.identity import IdentityGroups
 
     out = IdentityGroups(clusters=dict(groups.clusters), group_of=dict(groups.group_of),
                          groups=copy.deepcopy(groups.groups), rejects=dict(groups.rejects),

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from urllib.parse import quote
 
-from celebref.imageio import write_bytes_atomic
+from bfrcore.imageio import write_bytes_atomic
 from celebref.review.analysis import Review
 from celebref.review.curation import FORMAT
 

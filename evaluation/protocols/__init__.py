@@ -2,7 +2,7 @@
 
 :mod:`~evaluation.protocols.model` the dataclasses, :mod:`~evaluation.protocols.definitions` the built-ins,
 :mod:`~evaluation.protocols.registry` lookup, :mod:`~evaluation.protocols.apply` what ``--protocol`` does to a run,
-:mod:`celebref.celebrefhq_split` the shipped ``celebref_hq_v1.json`` identity split.
+:mod:`bfrcore.celebrefhq_split` the shipped ``celebref_hq_v1.json`` identity split.
 """
 
 from evaluation.protocols.model import (  # noqa: F401

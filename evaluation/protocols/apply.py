@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from celebref.cliutil import UsageError
+from bfrcore.cliutil import UsageError
 from evaluation.protocols.model import Protocol, ProtocolError
 from evaluation.protocols.registry import get_protocol
 
@@ -62,7 +62,7 @@ def split_metrics(protocol: Protocol) -> tuple[list[str], dict[str, str]]:
 def check_testset(protocol: Protocol, testset: str | os.PathLike, dataset_root=None,
                   limit: int | None = None) -> list[str]:
     """Usage error when the test set was not made by the protocol's recipe; else the deviations (may be empty)."""
-    from degradations.testset_io import TestSet, TestSetError
+    from bfrcore.testset import TestSet, TestSetError
 
     r = protocol.testset
     try:
@@ -85,7 +85,7 @@ def check_testset(protocol: Protocol, testset: str | os.PathLike, dataset_root=N
     if r.n_identities is not None and idents.nunique() != r.n_identities:
         dev.append(f"test set has {idents.nunique()} identities; the protocol's has {r.n_identities}")
     if r.identity_split:
-        from celebref.celebrefhq_split import shipped_test_identities
+        from bfrcore.celebrefhq_split import shipped_test_identities
 
         allowed = set(shipped_test_identities())
         ids = idents
@@ -136,8 +136,8 @@ def apply_to_args(args, *, command: str) -> ProtocolRun | None:
 # ----------------------------------------------------------------------------------------------- test sets
 def make_testset(protocol: Protocol, dataset: str | os.PathLike, out: str | os.PathLike, *, workers: int = 1,
                  limit: int | None = None, name: str | None = None, progress=None):
-    """Generate the protocol's test set from an HQ dataset folder (celebref.dataset format)."""
-    from celebref.dataset import FaceDataset
+    """Generate the protocol's test set from an HQ dataset folder (bfrcore.dataset format)."""
+    from bfrcore.dataset import FaceDataset
     from degradations.presets import get_preset
     from degradations.testset import generate_testset
     from evaluation.protocols.definitions import PROTOCOL_PRESETS
@@ -151,7 +151,7 @@ def make_testset(protocol: Protocol, dataset: str | os.PathLike, out: str | os.P
     ids = None
     split = r.split
     if r.identity_split:
-        from celebref.celebrefhq_split import shipped_test_identities
+        from bfrcore.celebrefhq_split import shipped_test_identities
 
         allowed = set(shipped_test_identities())
         all_ids = ds.image_ids(None)

@@ -68,7 +68,7 @@ def test_official_file_layout_loads_strictly(paper_meta):
 
 
 def test_official_weights_missing_names_the_fix(isolated_weights):
-    from celebref.weights import MissingWeightsError
+    from bfrcore.weights import MissingWeightsError
 
     with pytest.raises(MissingWeightsError, match="ASFFNet512.pth"):
         create_model("asffnet", weights="asffnet512-official")
@@ -129,7 +129,7 @@ def test_training_gradients_and_checkpoint_round_trip(tmp_path):
 
 def test_restore_real_face_with_real_references(celebref_examples, tiny):
     """A real aligned face of 00121 restored with three other images of the same person (authors' landmarks)."""
-    from celebref.imageio import read_image
+    from bfrcore.imageio import read_image
 
     ident = celebref_examples / "RefsImg" / "00121"
     files = sorted(ident.glob("*.png"), key=lambda p: int(p.stem))[:4]

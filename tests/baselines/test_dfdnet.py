@@ -257,7 +257,7 @@ def test_official_checkpoint_maps_onto_ours_strictly(vgg_model, vgg_file):
 
 
 def test_missing_vgg_dictionary_or_generator_names_the_fix(isolated_weights, vgg_file):
-    from celebref.weights import MissingWeightsError
+    from bfrcore.weights import MissingWeightsError
 
     with pytest.raises(MissingWeightsError, match="vgg19-dcbb9e9d.pth.*bench weights fetch torchvision-vgg19"):
         create_model("dfdnet", "paper")
@@ -297,7 +297,7 @@ def test_training_updates_extractor_and_selected_atoms_and_round_trips(tmp_path)
 def test_generic_dictionary_init_runs_kmeans_once(mini_dataset):
     from baselines.dict_commands import _load_images
     from baselines.dictionary import build_dictionary
-    from celebref.dataset import FaceDataset
+    from bfrcore.dataset import FaceDataset
 
     ds = FaceDataset.load(mini_dataset)
     items = [(img, lm) for _, img, lm in _load_images(ds, ds.image_ids("train")[:8], S) if img is not None]
@@ -324,10 +324,10 @@ def test_official_dictionary_loads_through_the_weights_registry(isolated_weights
 
     from baselines.dfdnet import resolve_dictionary_dir
     from baselines.dictionary import read_dictionary
-    from celebref.weights import import_file
+    from bfrcore.weights import import_file
 
     _fake_dictionary(tmp_path / "DictionaryCenter512", 512)
-    # imported as the .zip the authors distribute (importing the bare folder trips over celebref.weights hashing
+    # imported as the .zip the authors distribute (importing the bare folder trips over bfrcore.weights hashing
     # a directory for entries without published hashes; reported)
     archive = shutil.make_archive(str(tmp_path / "DictionaryCenter512"), "zip", root_dir=tmp_path,
                                   base_dir="DictionaryCenter512")

@@ -39,7 +39,7 @@ def test_kmeans_handles_duplicates_and_k_equal_n():
 def built(mini_dataset, tmp_path_factory):
     """`bench dict build` on the mini dataset (tiny config: learned extractor at 128), twice with one seed and
     once with another."""
-    from evaluation.cli import main
+    from bfrcli.bench import main
 
     out = tmp_path_factory.mktemp("dicts")
     args = ["dict", "build", "--dataset", str(mini_dataset), "--model-config", "tiny", "--atoms", "4",
@@ -59,7 +59,7 @@ def test_dict_build_writes_k_atoms_per_part_and_scale_deterministically(built, m
     assert info["format"] == "celebref.dfdnet-dictionary/1"
     assert info["n_atoms"] == 4 and info["n_images"] == 8 and info["seed"] == 3
     assert info["feature_sizes"] == [64, 32, 16, 8] and info["feature_extractor"] == "learned"
-    from celebref.dataset import FaceDataset
+    from bfrcore.dataset import FaceDataset
 
     assert info["dataset"]["hash"] == FaceDataset.load(mini_dataset).hash
     differs = 0
@@ -95,7 +95,7 @@ def test_built_dictionary_loads_into_dfdnet(built):
 
 
 def test_dict_build_usage_errors(mini_dataset, tmp_path):
-    from evaluation.cli import main
+    from bfrcli.bench import main
 
     base = ["dict", "build", "--dataset", str(mini_dataset), "--out", str(tmp_path / "x"), "--model-config", "tiny",
             "--max-images", "3", "-q"]

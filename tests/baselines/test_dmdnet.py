@@ -92,7 +92,7 @@ def test_official_style_state_dict_loads_strictly(paper_meta):
 
 
 def test_official_weights_missing_names_the_fix(isolated_weights):
-    from celebref.weights import MissingWeightsError
+    from bfrcore.weights import MissingWeightsError
 
     with pytest.raises(MissingWeightsError, match="bench weights"):
         create_model("dmdnet", weights="dmdnet-official")
@@ -293,7 +293,7 @@ def test_generic_dictionary_init_rule():
 
 # ------------------------------------------------------------------------------------------ real faces
 def _load_small(path, n=S) -> torch.Tensor:
-    from celebref.imageio import read_image
+    from bfrcore.imageio import read_image
 
     x = torch.from_numpy(np.array(read_image(path))).permute(2, 0, 1).float()[None] / 255
     return torch.nn.functional.interpolate(x, size=(n, n), mode="area")

@@ -25,7 +25,7 @@ import torch
 from baselines import create_model
 from baselines.components import component_boxes
 from baselines.landmarks import read_landmark_txt
-from celebref.imageio import read_image
+from bfrcore.imageio import read_image
 from tests.helpers import set_spectral_gain
 
 AUTHORS = Path(os.environ.get("DMDNET_AUTHORS_CODE", "")) if os.environ.get("DMDNET_AUTHORS_CODE") else None

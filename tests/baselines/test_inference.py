@@ -13,9 +13,9 @@ import torch
 
 from baselines import create_model
 from baselines.inference import face_mask, find_faces, paste_back, restore_folder
-from celebref.cpu_allocator import reuse_freed_memory
-from celebref.imageio import file_sha256, read_image, write_png
-from evaluation.cli import main as bench
+from bfrcli.bench import main as bench
+from bfrcore.cpu_allocator import reuse_freed_memory
+from bfrcore.imageio import file_sha256, read_image, write_png
 from tests import helpers
 
 ALIGNED_LQ = "SynLQ/00075_14.png"
@@ -120,7 +120,7 @@ def test_paste_back_changes_faces_only(run, inputs):
 def test_paste_back_unit():
     """A grey face pasted through a real alignment transform: exact outside, blended border, full inside."""
     from baselines.landmarks import mean_face_landmarks
-    from celebref.faces import align_face
+    from bfrcore.faces import align_face
 
     rng = np.random.default_rng(0)
     photo = rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)

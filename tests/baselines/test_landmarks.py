@@ -18,15 +18,15 @@ from baselines.landmarks import (
 
 def _dlib_available() -> bool:
     try:
-        from celebref.faces import detect_landmarks68  # noqa: F401
-        from celebref.weights import locate
+        from bfrcore.faces import detect_landmarks68  # noqa: F401
+        from bfrcore.weights import locate
 
         return locate("dlib-shape-predictor-68") is not None
     except Exception:  # noqa: BLE001 - any setup problem means: skip the real-detector tests
         return False
 
 
-needs_dlib = pytest.mark.skipif(not _dlib_available(), reason="celebref.faces / dlib 68-point model unavailable")
+needs_dlib = pytest.mark.skipif(not _dlib_available(), reason="bfrcore.faces / dlib 68-point model unavailable")
 
 
 def test_mean_face_template_is_a_plausible_aligned_face():
@@ -124,7 +124,7 @@ def test_real_detector_fails_on_flat_grey_and_falls_back():
 @needs_dlib
 @pytest.mark.shared_data
 def test_real_detector_on_aligned_faces(celebref_examples):
-    from celebref.imageio import read_image
+    from bfrcore.imageio import read_image
 
     prov = LandmarkProvider()
     # HQ face: dlib agrees with the authors' (face-alignment) landmark file within a few pixels

@@ -40,7 +40,7 @@ from baselines.training.losses import (
 )
 from baselines.training.schedule import lr_factor
 from baselines.training.trainer import Trainer
-from celebref.tensor_images import resize_uint8
+from bfrcore.tensor_images import resize_uint8
 
 TEST_MODEL = "trainer-testnet"
 
@@ -270,7 +270,7 @@ def test_flip_permutation_is_a_mirror():
 
 
 def _train_set(mini_dataset, size=32, **kw):
-    from celebref.dataset import FaceDataset
+    from bfrcore.dataset import FaceDataset
 
     args = {"split": "train", "size": size, "preset": "celebref-x4", "seed": 7, "max_refs": 10,
             "references": "required", "need_landmarks": True, "hflip": True}
@@ -341,7 +341,7 @@ def test_step_sampler_epochs():
 
 @pytest.mark.shared_data
 def test_validation_lq_matches_a_test_set_made_with_the_same_seed(mini_dataset):
-    from celebref.dataset import FaceDataset
+    from bfrcore.dataset import FaceDataset
     from degradations.pipeline import degrade_image, item_seed
 
     faces = FaceDataset.load(mini_dataset)

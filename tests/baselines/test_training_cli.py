@@ -7,7 +7,7 @@ import json
 import pytest
 import yaml
 
-from evaluation.cli import main
+from bfrcli.bench import main
 from tests.baselines.test_training import TEST_MODEL, base_raw, register_test_model
 
 

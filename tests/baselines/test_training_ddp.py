@@ -210,7 +210,7 @@ def test_two_process_checkpoint_loads_in_a_single_process_trainer(runs, tmp_path
 
 @pytest.mark.shared_data
 def test_torchrun_cli_trains_dmdnet_with_unused_branches_and_gan(mini_dataset, tmp_path):
-    """The documented command: torchrun (python -m torch.distributed.run) -m evaluation.cli train, 2 CPU processes,
+    """The documented command: torchrun (python -m torch.distributed.run) -m bfrcli.bench train, 2 CPU processes,
     the tiny DMDNet shrunk (generic + specific outputs, dictionary init, both discriminators from step 1)."""
     import subprocess
     import sys
@@ -223,7 +223,7 @@ def test_torchrun_cli_trains_dmdnet_with_unused_branches_and_gan(mini_dataset, t
             "loss.perceptual=0", "init.generic_dictionary_images=8", "init.batch_size=4", "threads=1",
             "val_identity=false", "data.val_max_images=2", "tensorboard=false", "channels_last=false", "log_every=1"]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
-           "-m", "evaluation.cli", "train", "--config", str(PROJECT_ROOT / "configs/train/dmdnet_tiny.yaml"),
+           "-m", "bfrcli.bench", "train", "--config", str(PROJECT_ROOT / "configs/train/dmdnet_tiny.yaml"),
            "--out", str(out), "--dataset", str(mini_dataset), "--device", "cpu", "--workers", "0", "--steps", "2",
            "-q"] + [a for s in sets for a in ("--set", s)]
     env = dict(os.environ, OMP_NUM_THREADS="1", BENCH_DDP_TIMEOUT_MIN="2")

@@ -141,7 +141,7 @@ def memo_build(key: str, make):
 
 def reencoded_copy(src: Path, dst: Path) -> Path:
     """The same pixels under different bytes (another sha256), so a copy is not collapsed as an exact duplicate."""
-    from celebref.imageio import encode_png, read_image
+    from bfrcore.imageio import encode_png, read_image
 
     dst.parent.mkdir(parents=True, exist_ok=True)
     dst.write_bytes(encode_png(read_image(src), 9))
@@ -187,7 +187,7 @@ def attempts_of(marker_dir: Path, stage: str, item_id: str) -> int:
 
 def fault_injecting(inner, marker_dir: Path, faults: list[dict]):
     """An executor that runs every task of the real ``inner`` executor through :class:`FaultyTask`."""
-    from celebref.build.executor import Executor
+    from celebref.pipeline.executor import Executor
 
     class FaultInjectingExecutor(Executor):
         def __init__(self):  # state lives in the inner executor
@@ -242,14 +242,14 @@ def small_sources(celebref_examples: Path, shared_faces: Path, tmp_path_factory)
 
 def small_local_build(sources: list[str], tmp_path_factory):
     """The small build with the local executor, 2 worker processes (the reference the other executors match)."""
-    from celebref.build import build_dataset, parse_config
+    from celebref.pipeline import build_dataset, parse_config
 
     return memo_build("small_local", lambda: build_dataset(
         sources, tmp_path_factory.mktemp("small_built") / "ds", parse_config(SMALL_CFG), workers=2))
 
 
 def image_hashes(out: Path) -> dict:
-    from celebref.imageio import file_sha256
+    from bfrcore.imageio import file_sha256
 
     return {str(p.relative_to(out)): file_sha256(p) for p in sorted((out / "images").rglob("*.png"))}
 
@@ -264,7 +264,7 @@ def clustering_build(shared_faces: Path, tmp_path_factory):
     and subgroup-test checks."""
     import dataclasses
 
-    from celebref.build import build_dataset, parse_config
+    from celebref.pipeline import build_dataset, parse_config
 
     def make():
         rows = shared_rows(shared_faces, kinds={"celeba_in_the_wild", "lfw_250", "face_crop_150"})
@@ -286,7 +286,7 @@ def main_face_embeddings(result, truth_csv: Path):
     """(face ids, (N, D) embeddings, truth identity) of the main face of every labelled photo of a build."""
     import numpy as np
 
-    from celebref.build.builder import load_truth
+    from celebref.pipeline.builder import load_truth
 
     truth = load_truth(truth_csv)
     m = result.manifest

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from celebref.build.config import CrawlConfig, parse_config
-from celebref.build.ingest import ingest_sources, parse_source
-from celebref.build.ingest.urls import crawl, read_url_list
+from celebref.ingest import ingest_sources, parse_source
+from celebref.ingest.urls import crawl, read_url_list
+from celebref.pipeline.config import CrawlConfig, parse_config
 from tests.celebref.build_support import Site
 from tests.helpers import PROJECT_ROOT, tiny_image
 
@@ -121,8 +121,8 @@ def test_url_source_through_ingest(site, tmp_path):
 _CHILD = r"""
 import sys
 from pathlib import Path
-from celebref.build.config import CrawlConfig
-from celebref.build.ingest.urls import crawl, read_url_list
+from celebref.pipeline.config import CrawlConfig
+from celebref.ingest.urls import crawl, read_url_list
 cfg = CrawlConfig(concurrency=1, per_host_concurrency=1, per_host_rate=1000.0, timeout_s=5, retries=0)
 crawl(read_url_list(sys.argv[1]), Path(sys.argv[2]), cfg)
 """

@@ -4,16 +4,15 @@ identity clustering of celeba_in_the_wild + LFW + five_celebrity scored against 
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
-from celebref.build import build_dataset, parse_config
-from celebref.build.cluster_metrics import cluster_scores, reference_bcubed
-from celebref.build.config import FacesConfig
-from celebref.build.faces_stage import FacesParams, process_item, remake_crop
-from celebref.build.identity import assign_identities
-from celebref.imageio import file_sha256, read_image
+from bfrcore.imageio import file_sha256, read_image
+from celebref.pipeline import build_dataset, parse_config
+from celebref.pipeline.cluster_metrics import cluster_scores, reference_bcubed
+from celebref.pipeline.config import FacesConfig
+from celebref.pipeline.faces_stage import FacesParams, process_item, remake_crop
+from celebref.pipeline.identity import assign_identities
 from tests.celebref import build_support
 from tests.celebref.build_support import dlib_xml_faces, reference_ffhq_quad
 
@@ -110,7 +109,7 @@ def test_cluster_metrics_match_reference():
 
 def test_name_reconciliation_flags_outliers():
     """Majority cluster = the person; a labelled face clustered elsewhere is flagged; shared clusters merge."""
-    from celebref.build.config import IdentityConfig
+    from celebref.pipeline.config import IdentityConfig
 
     a = np.array([[0.0, 0], [0.1, 0], [0, 0.1], [0.05, 0.05]])
     b = a + [5, 0]
@@ -148,7 +147,7 @@ def test_celebrefhq_00086_11_label_noise(celebref_examples, tmp_path):
     """The known label-noise case of the CelebRef-HQ examples with the default clustering and ArcFace. The offline
     dlib ResNet puts 00086/11 at median distance 0.49 from its folder (the folder's own members range 0.39-0.54):
     offline, only the opt-in subgroup test flags it (with 00086/14, test_build_pipeline)."""
-    from celebref import weights
+    from bfrcore import weights
 
     if weights.locate("insightface-buffalo_l") is None:
         pytest.skip("needs ArcFace (insightface-buffalo_l): dlib's embedding does not separate 00086/11 "

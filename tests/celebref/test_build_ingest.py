@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from celebref.build.config import BuildConfig, ConfigError, load_config, parse_config
-from celebref.build.ingest import SourceError, ingest_sources, parse_source
-from celebref.imageio import file_sha256
+from bfrcore.imageio import file_sha256
+from celebref.ingest import SourceError, ingest_sources, parse_source
+from celebref.pipeline.config import BuildConfig, ConfigError, load_config, parse_config
 from tests.celebref.build_support import link_tree, shared_rows
 
 pytestmark = pytest.mark.shared_data

@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from celebref.build import build_dataset, parse_config
-from celebref.cli import main as celebref_main
-from celebref.dataset import MANIFEST_COLUMNS, FaceDataset
-from celebref.imageio import file_sha256, read_image
+from bfrcli.celebref import main as celebref_main
+from bfrcore.dataset import MANIFEST_COLUMNS, FaceDataset
+from bfrcore.imageio import file_sha256, read_image
+from celebref.pipeline import build_dataset, parse_config
 from tests.celebref.build_support import SMALL_CFG, link_tree, reencoded_copy, shared_rows
 from tests.helpers import PROJECT_ROOT
 
@@ -139,14 +139,14 @@ def test_quality_filters_reject_known_bad_photos(shared_faces, tmp_path):
     assert {"low_face_resolution", "greyscale", "blurry"} <= reasons
     # each rejection names the threshold that rejected it
     assert strict["reject_detail"].str.contains("=").all()
-    # NIQE is recorded when evaluation.niqe and its parameters are present, else marked unavailable
+    # NIQE is recorded when bfrcore.metrics.niqe and its parameters are present, else marked unavailable
     assert m["niqe_status"].notna().all()
     assert (m["niqe"].notna() == (m["niqe_status"] == "ok")).all()
 
 
 _CHILD = r"""
 import sys, json
-from celebref.build import build_dataset, parse_config
+from celebref.pipeline import build_dataset, parse_config
 build_dataset(json.loads(sys.argv[1]), sys.argv[2], parse_config(json.loads(sys.argv[3])), workers=1)
 """
 

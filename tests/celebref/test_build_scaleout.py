@@ -10,12 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from celebref.build import build_dataset, parse_config
-from celebref.build.cluster_metrics import adjusted_rand_index, agreement
-from celebref.build.clustering import cluster, resolve_neighbors
-from celebref.build.config import IdentityConfig
-from celebref.build.executor import DaskExecutor, LocalExecutor, ShardFailure
-from celebref.build.identity import assign_identities, name_subgroup_outliers, name_subgroups
+from celebref.pipeline import build_dataset, parse_config
+from celebref.pipeline.cluster_metrics import adjusted_rand_index, agreement
+from celebref.pipeline.clustering import cluster, resolve_neighbors
+from celebref.pipeline.config import IdentityConfig
+from celebref.pipeline.executor import DaskExecutor, LocalExecutor, ShardFailure
+from celebref.pipeline.identity import assign_identities, name_subgroup_outliers, name_subgroups
 from tests.celebref import build_support
 from tests.celebref.build_support import SMALL_CFG, attempts_of, fault_injecting, flaky_square
 
@@ -72,7 +72,7 @@ def test_dask_persistent_failure_recorded_then_rerun_completes(dask_cluster, cel
             (tree / ident / f.name).symlink_to(f)
     # small enough that the FAISS path is chosen automatically (identity.faiss_min_faces)
     cfg = parse_config({**SMALL_CFG, "identity": {"min_images": 2, "faiss_min_faces": 4}})
-    from celebref.imageio import file_sha256
+    from bfrcore.imageio import file_sha256
 
     bad = file_sha256(sorted((tree / "00146").glob("*.png"))[0])
     ex = fault_injecting(dask_cluster, tmp_path / "markers", [
@@ -107,8 +107,8 @@ def test_dask_crawl_partitions_urls_by_host(dask_cluster, tmp_path):
 
     from PIL import Image
 
-    from celebref.build.config import CrawlConfig
-    from celebref.build.ingest.urls import UrlRow, crawl, host_partitions
+    from celebref.ingest.urls import UrlRow, crawl, host_partitions
+    from celebref.pipeline.config import CrawlConfig
     from tests.celebref.build_support import Site
     from tests.helpers import tiny_image
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from celebref.build import splits
-from celebref.build.config import SplitsConfig
+from celebref.pipeline import splits
+from celebref.pipeline.config import SplitsConfig
 
 
 def test_identity_split_is_disjoint_and_order_free():

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from celebref.cli import main as celebref_main
-from celebref.imageio import write_png
-from evaluation.cli import main as bench_main
+from bfrcli.bench import main as bench_main
+from bfrcli.celebref import main as celebref_main
+from bfrcore.imageio import write_png
 from tests.helpers import tiny_image
 
 
@@ -32,7 +32,7 @@ def test_bad_usage_exits_two(capsys):
 
 
 def test_weights_status_lists_every_entry(isolated_weights, capsys):
-    from celebref import weights
+    from bfrcore import weights
 
     assert bench_main(["weights", "status", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
@@ -61,7 +61,7 @@ def test_weights_import_exit_codes(isolated_weights, tmp_path, capsys):
     assert "expected" in capsys.readouterr().err
     assert bench_main(["weights", "import", "torchvision-alexnet", str(tmp_path / "missing.pth")]) == 2
     # a correct file (the LPIPS heads ship in the lpips wheel): exit 0 and installed in the cache
-    from celebref import weights
+    from bfrcore import weights
 
     src = weights.candidate_paths(weights.get_entry("lpips-vgg-v0.1"))[1][1]
     copy = tmp_path / "vgg.pth"
@@ -71,7 +71,7 @@ def test_weights_import_exit_codes(isolated_weights, tmp_path, capsys):
 
 
 def test_weights_fetch_failure_exits_one(isolated_weights, capsys, monkeypatch):
-    from celebref.weights import registry as reg
+    from bfrcore.weights import registry as reg
 
     entry = reg.WeightsEntry(name="t-cli-offline", filename="o.bin", description="t", license="t",
                              used_by=("t",), url="http://no-such-host.invalid/o.bin")

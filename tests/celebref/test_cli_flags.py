@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from celebref.cli import main as celebref_main
-from evaluation.cli import main as bench_main
+from bfrcli.bench import main as bench_main
+from bfrcli.celebref import main as celebref_main
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "two"])

@@ -1,4 +1,4 @@
-"""celebref.cpu_allocator: large freed blocks are reused instead of being page-faulted again (glibc)."""
+"""bfrcore.cpu_allocator: large freed blocks are reused instead of being page-faulted again (glibc)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from tests.helpers import PROJECT_ROOT
 PROBE = r"""
 import json, resource, sys
 import torch
-from celebref.cpu_allocator import reuse_freed_memory
+from bfrcore.cpu_allocator import reuse_freed_memory
 state = reuse_freed_memory() if sys.argv[1] == "apply" else "untouched"
 torch.set_num_threads(1)
 F = torch.nn.functional

@@ -23,11 +23,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from celebref.build.cache import blob_path
-from celebref.build.config import CrawlConfig, parse_config
-from celebref.build.ingest import ingest_sources, parse_source
-from celebref.build.ingest.urls import CrawlState, crawl, read_url_list
-from celebref.cliutil import setup_logging
+from bfrcore.cliutil import setup_logging
+from celebref.ingest import ingest_sources, parse_source
+from celebref.ingest.urls import CrawlState, crawl, read_url_list
+from celebref.pipeline.cache import blob_path
+from celebref.pipeline.config import CrawlConfig, parse_config
 from tests.celebref.build_support import Site
 from tests.helpers import tiny_image
 
@@ -410,7 +410,7 @@ def test_redirect_to_a_non_http_scheme_is_bad_url_and_not_followed(faults, tmp_p
 # ------------------------------------------------------------------ 4. request headers never reach a log
 @pytest.fixture
 def cli_debug_logging(caplog):
-    """The CLI's -vv logging setup (celebref.cliutil.setup_logging(2)), undone afterwards; caplog still sees it."""
+    """The CLI's -vv logging setup (bfrcore.cliutil.setup_logging(2)), undone afterwards; caplog still sees it."""
     root = logging.getLogger()
     saved = (root.handlers[:], root.level)
     names = ("PIL", "matplotlib", "urllib3", "httpx", "httpx2", "httpcore", "httpcore2", "numba", "filelock", "fsspec")
@@ -445,7 +445,7 @@ def test_request_headers_never_reach_the_debug_log(faults, tmp_path, capfd, capl
     lst = _write_list(tmp_path / "u.csv", [faults.url(p) for p in ("/a.jpg", "/r.jpg", "/missing.jpg", "/z.jpg")])
     cfg = CrawlConfig(**{**FAULTY, "respect_robots": True, "user_agent": f"celebref-test {secret}"})
     out = crawl(read_url_list(lst), tmp_path / "cache", cfg)
-    logging.getLogger("celebref.build.crawl").debug("debug-marker-1b9e")
+    logging.getLogger("celebref.pipeline.crawl").debug("debug-marker-1b9e")
     captured = capfd.readouterr()
     assert "debug-marker-1b9e" in caplog.text and "debug-marker-1b9e" in captured.err  # capture works
     assert secret not in caplog.text

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from celebref.dataset import FaceDataset, dataset_hash, image_id_for, landmarks_to_list, write_dataset
-from celebref.imageio import file_sha256, write_png
-from celebref.safepath import UnsafePathError
+from bfrcore.dataset import FaceDataset, dataset_hash, image_id_for, landmarks_to_list, write_dataset
+from bfrcore.imageio import file_sha256, write_png
+from bfrcore.safepath import UnsafePathError
 from tests.helpers import tiny_image
 
 

@@ -8,8 +8,8 @@ import tarfile
 
 import pytest
 
-from celebref import demo
-from celebref.imageio import read_image
+from bfrcli import demo
+from bfrcore.imageio import read_image
 
 
 @pytest.fixture
@@ -25,7 +25,7 @@ def no_sdist(tmp_path, monkeypatch):
 
 
 def test_package_photos_are_real_faces(no_sdist):
-    from celebref.faces import detect
+    from bfrcore.faces import detect
 
     src, notes = demo.prepare_embedded_source(no_sdist / "src")
     names = sorted(p.name for p in src.iterdir())
@@ -92,8 +92,8 @@ def test_demo_ends_with_publish_and_load_back_check(small_built, tmp_path, capsy
     publish and the load-back comparison pass; a published folder that differs from the dataset fails the step."""
     import json
 
+    from bfrcli.bench import main as bench_main
     from celebref.publish import verify
-    from evaluation.cli import main as bench_main
 
     t = tmp_path / "testsets" / "celebref-x4"
     assert bench_main(["degrade", "-q", "--dataset", str(small_built.out), "--preset", "celebref-x4", "--seed", "0",

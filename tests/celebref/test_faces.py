@@ -7,9 +7,9 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from celebref.faces import align_face, detect_faces, detect_landmarks68, ffhq_quad, get_embedder, realign
-from celebref.faces.embed import pairwise_distance
-from celebref.imageio import read_image
+from bfrcore.faces import align_face, detect_faces, detect_landmarks68, ffhq_quad, get_embedder, realign
+from bfrcore.faces.embed import pairwise_distance
+from bfrcore.imageio import read_image
 from tests.helpers import CELEBREF_EXAMPLES, read_landmark_txt
 
 pytestmark = pytest.mark.shared_data
@@ -93,9 +93,9 @@ def test_no_face_on_flat_image():
 
 
 def test_group_photo_finds_several_faces():
-    import insightface
-
     from pathlib import Path
+
+    import insightface
 
     t1 = Path(insightface.__file__).parent / "data" / "images" / "t1.jpg"
     faces = detect_faces(read_image(t1))
@@ -125,8 +125,8 @@ def test_dlib_identity_separates_people(celebref_examples):
 
 
 def test_arcface_unavailable_says_how_to_fix(isolated_weights):
-    from celebref.faces import embed as embed_mod
-    from celebref.weights import MissingWeightsError
+    from bfrcore.faces import embed as embed_mod
+    from bfrcore.weights import MissingWeightsError
 
     embed_mod._CACHE.pop("arcface", None)
     with pytest.raises(MissingWeightsError, match="bench weights fetch insightface-buffalo_l"):

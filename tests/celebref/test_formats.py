@@ -1,4 +1,4 @@
-"""Format contracts (celebref.formats): each schema accepts what the real producer writes and rejects a corrupted
+"""Format contracts (bfrcore.formats): each schema accepts what the real producer writes and rejects a corrupted
 copy with a FormatError naming the file and the field; the CLIs turn a malformed input into exit code 2 with one
 line ``<file>: field '<field>': expected <...>, got <...>``."""
 
@@ -18,13 +18,13 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from celebref import cliutil
-from celebref.formats import FormatError
-from celebref.formats import dataset as fds
-from celebref.formats import hub as fhub
-from celebref.formats import results as fres
-from celebref.formats import run as frun
-from celebref.formats import testset as fts
+from bfrcore import cliutil
+from bfrcore.formats import FormatError
+from bfrcore.formats import dataset as fds
+from bfrcore.formats import hub as fhub
+from bfrcore.formats import results as fres
+from bfrcore.formats import run as frun
+from bfrcore.formats import testset as fts
 
 pytestmark = pytest.mark.shared_data
 
@@ -32,7 +32,7 @@ DATASET_FILES = ("manifest.parquet", "identities.parquet", "references.parquet",
 
 
 def _bench(argv) -> tuple[int, str, str]:
-    from evaluation.cli import main
+    from bfrcli.bench import main
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -135,9 +135,9 @@ def test_format_error_line_and_cli_exit_codes(capsys):
 def test_format_versions_match_the_producers():
     from baselines.registry import CHECKPOINT_FORMAT
     from baselines.training.config import CONFIG_FORMAT
-    from celebref.dataset import FORMAT_VERSION
-    from degradations.testset_io import FORMAT_VERSION as TS_FORMAT
-    from evaluation.results import SUMMARY_FORMAT
+    from bfrcore.dataset import FORMAT_VERSION
+    from bfrcore.results import SUMMARY_FORMAT
+    from bfrcore.testset import FORMAT_VERSION as TS_FORMAT
 
     assert FORMAT_VERSION == fds.FORMAT == "celebref.dataset/1"
     assert TS_FORMAT == fts.FORMAT == "celebref.testset/1"
@@ -148,8 +148,8 @@ def test_format_versions_match_the_producers():
 
 # ----------------------------------------------------------------------------------------------- DATASET
 def test_dataset_accepts_the_real_fixture(mini_dataset):
-    from celebref.dataset import FaceDataset
-    from celebref.formats import parquet_schema
+    from bfrcore.dataset import FaceDataset
+    from bfrcore.formats import parquet_schema
 
     ds = FaceDataset.load(mini_dataset)  # validates every file
     fds.validate_manifest(ds.manifest, "m", schema=parquet_schema(mini_dataset / "manifest.parquet"))
@@ -169,7 +169,7 @@ def test_dataset_accepts_the_real_fixture(mini_dataset):
     ("references.parquet", lambda df: df.assign(ref_image_id=df["image_id"]), "ref_image_id"),
 ])
 def test_dataset_rejects_corrupted_tables(mini_dataset, tmp_path, name, mutate, field):
-    from celebref.dataset import FaceDataset
+    from bfrcore.dataset import FaceDataset
 
     root = _copy_dataset(mini_dataset, tmp_path / "ds")
     mutate(pd.read_parquet(root / name)).to_parquet(root / name, index=False)
@@ -183,7 +183,7 @@ def test_dataset_rejects_corrupted_tables(mini_dataset, tmp_path, name, mutate, 
     (lambda d: d.update(format="celebref.dataset/0"), "format"),
 ])
 def test_dataset_rejects_corrupted_build_json(mini_dataset, tmp_path, mutate, field):
-    from celebref.dataset import FaceDataset
+    from bfrcore.dataset import FaceDataset
 
     root = _copy_dataset(mini_dataset, tmp_path / "ds")
     _edit_json(root / "build.json", mutate)
@@ -191,7 +191,7 @@ def test_dataset_rejects_corrupted_build_json(mini_dataset, tmp_path, mutate, fi
 
 
 def test_dataset_writer_validates_before_writing(mini_dataset, tmp_path):
-    from celebref.dataset import FaceDataset, write_dataset
+    from bfrcore.dataset import FaceDataset, write_dataset
 
     ds = FaceDataset.load(mini_dataset)
     man = ds.manifest.copy()
@@ -204,12 +204,12 @@ def test_dataset_writer_validates_before_writing(mini_dataset, tmp_path):
 def test_dataset_without_kept_images_is_valid(mini_dataset, tmp_path):
     """What the builder writes when every face is rejected: empty identities/references tables, whose columns
     parquet stores with arrow type null."""
-    from celebref.dataset import FaceDataset, write_dataset
+    from bfrcore.dataset import FaceDataset, write_dataset
 
     man = FaceDataset.load(mini_dataset).manifest.assign(kept=False, reject_stage="quality", reject_reason="blurry")
     write_dataset(tmp_path / "none", man, build_info={"params": {"size": 512}})  # typed empty identities
     assert FaceDataset.load(tmp_path / "none").image_ids() == []
-    # as celebref.build writes it: pd.DataFrame([], columns=[...]) -> object columns -> arrow null
+    # as celebref.pipeline writes it: pd.DataFrame([], columns=[...]) -> object columns -> arrow null
     ident = pd.DataFrame([], columns=["identity", "name", "aliases", "n_images", "split", "cluster"])
     write_dataset(tmp_path / "built", man, identities=ident, build_info={"params": {"size": 512}})
     ds = FaceDataset.load(tmp_path / "built")
@@ -231,7 +231,7 @@ def test_cli_maps_a_corrupted_dataset_to_exit_2(mini_dataset, tmp_path):
 
 # ----------------------------------------------------------------------------------------------- TESTSET
 def test_testset_accepts_the_real_producer(real_testset):
-    from degradations.testset_io import TestSet
+    from bfrcore.testset import TestSet
 
     ts = TestSet.load(real_testset)
     assert len(ts.image_ids) == 2
@@ -253,7 +253,7 @@ def _copy_testset(src: Path, dst: Path) -> Path:
     (lambda d: d.update(skipped=[{"image_id": "x"}]), "skipped[0].reason"),
 ])
 def test_testset_rejects_corrupted_info(real_testset, tmp_path, mutate, field):
-    from degradations.testset_io import TestSet
+    from bfrcore.testset import TestSet
 
     root = _copy_testset(real_testset, tmp_path / "t")
     _edit_json(root / "testset.json", mutate)
@@ -268,7 +268,7 @@ def test_testset_rejects_corrupted_info(real_testset, tmp_path, mutate, field):
     (lambda df: df.assign(scale=[[1.0, 2.0]] * len(df)), "scale"),  # parameters are scalars
 ])
 def test_testset_rejects_corrupted_params(real_testset, tmp_path, mutate, field):
-    from degradations.testset_io import TestSet
+    from bfrcore.testset import TestSet
 
     root = _copy_testset(real_testset, tmp_path / "t")
     mutate(pd.read_parquet(root / "params.parquet")).to_parquet(root / "params.parquet", index=False)
@@ -323,7 +323,7 @@ def test_results_metric_entries_are_dropped_one_by_one(real_results):
 
 
 def test_results_writer_validates_before_writing(real_results, tmp_path):
-    from evaluation.results import ResultRun
+    from bfrcore.results import ResultRun
 
     doc = json.loads((real_results / "summary.json").read_text())
     doc["metrics"]["psnr"].pop("higher_is_better")

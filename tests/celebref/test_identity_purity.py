@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from celebref.build.config import ConfigError, IdentityConfig, parse_config
-from celebref.build.identity import assign_identities, core_outliers, split_bimodal
+from celebref.pipeline.config import ConfigError, IdentityConfig, parse_config
+from celebref.pipeline.identity import assign_identities, core_outliers, split_bimodal
 
 PEOPLE = ("00075", "00089", "00121", "00146")
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def faces(celebref_examples):
     """{person: [6 aligned 512 RGB faces]} of four CelebRef-HQ folders."""
-    from celebref.imageio import read_image
+    from bfrcore.imageio import read_image
 
     return {p: [read_image(f) for f in sorted((celebref_examples / "RefsImg" / p).glob("*.png"))[:6]]
             for p in PEOPLE}
@@ -29,7 +29,7 @@ def faces(celebref_examples):
 
 @pytest.fixture(scope="module")
 def emb(faces):
-    from celebref.faces import get_embedder
+    from bfrcore.faces import get_embedder
 
     e = get_embedder("dlib")
     return {p: e.embed(v).astype(np.float64) for p, v in faces.items()}
@@ -37,8 +37,8 @@ def emb(faces):
 
 def test_flip_average_is_mirror_invariant(faces):
     """One pass: a face and its mirror image are 0.18 apart (measured); mirror-averaged: 0.016."""
-    from celebref.faces import get_embedder
-    from celebref.faces.embed import DlibEmbedder
+    from bfrcore.faces import get_embedder
+    from bfrcore.faces.embed import DlibEmbedder
 
     img = faces["00075"][0]
     pair = [img, np.ascontiguousarray(img[:, ::-1])]
@@ -51,7 +51,7 @@ def test_flip_average_is_mirror_invariant(faces):
 
 
 def test_flip_is_the_build_default():
-    from celebref.build.clustering import DEFAULT_THRESHOLDS
+    from celebref.pipeline.clustering import DEFAULT_THRESHOLDS
 
     assert IdentityConfig().embedder == "dlib-flip" and "dlib-flip" in DEFAULT_THRESHOLDS
     assert IdentityConfig().split_margin is None and IdentityConfig().core_margin is None
@@ -86,7 +86,7 @@ def test_core_outliers_flag_an_intruder_nearer_another_centre(emb):
 def test_assign_identities_records_identity_uncertain(emb):
     """core_margin rejects exactly core_outliers' faces as identity_uncertain, before the names: they are in no
     group and count for no name. With the defaults nothing is rejected."""
-    from celebref.build.clustering import cluster
+    from celebref.pipeline.clustering import cluster
 
     x = np.vstack([emb["00075"], emb["00121"], emb["00146"]])
     ids = [f"f{i:02d}" for i in range(len(x))]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from celebref.imageio import (
+from bfrcore.imageio import (
     ImageReadError,
     encode_png,
     file_sha256,
@@ -242,7 +242,7 @@ def test_max_pixels_above_pillows_limit_is_honoured(monkeypatch):
         except Image.DecompressionBombError:
             seen.append("refused")
 
-    from celebref.imageio import pixel_limit
+    from bfrcore.imageio import pixel_limit
 
     with pixel_limit(10_000_000):  # raised in this thread only
         Image.open(io.BytesIO(error_band))

@@ -23,11 +23,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from celebref import safepath
-from celebref.build.config import BuildConfig
-from celebref.build.ingest import SourceError, ingest_sources, parse_source
-from celebref.cli import main as celebref_main
-from celebref.imageio import encode_png, file_sha256
+from bfrcli.celebref import main as celebref_main
+from bfrcore import safepath
+from bfrcore.imageio import encode_png, file_sha256
+from celebref.ingest import SourceError, ingest_sources, parse_source
+from celebref.pipeline.config import BuildConfig
 from tests.helpers import tiny_image
 
 MiB = 1 << 20
@@ -315,7 +315,7 @@ def test_special_files_recorded_not_opened_in_real_build(shared_faces, tmp_path,
 
 def test_unreadable_and_swapped_files_recorded(tmp_path, monkeypatch, hang_guard):
     """A file that cannot be opened (permission), and one replaced by a FIFO after the walk classified it."""
-    from celebref.build.ingest import folder as folder_mod
+    from celebref.ingest import folder as folder_mod
 
     root = tmp_path / "src" / "who"
     root.mkdir(parents=True)

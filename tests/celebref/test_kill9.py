@@ -34,7 +34,7 @@ def _item_results(out: Path) -> list[Path]:
 
 
 def test_kill9_build_workers_die_and_rerun_matches(six_photos, tmp_path):
-    from celebref.build import build_dataset, parse_config
+    from celebref.pipeline import build_dataset, parse_config
 
     ref = tmp_path / "ref"
     build_dataset([f"celebrefhq:{six_photos}"], ref, parse_config(CFG), workers=1)  # uninterrupted, inline
@@ -64,7 +64,7 @@ def test_kill9_build_workers_die_and_rerun_matches(six_photos, tmp_path):
     assert len(image_hashes(out)) >= 4
 
 
-# ------------------------------------------------------------------------------------------ celebref.procutil
+# ------------------------------------------------------------------------------------------ bfrcore.procutil
 _CHAIN = r"""
 import os, subprocess, sys, time
 role, ready = sys.argv[1], sys.argv[2]
@@ -73,7 +73,7 @@ if role == "a":    # the 'main' process: starts b, which starts c; then waits to
 elif role == "b":  # the 'fork server': starts c, lives on
     subprocess.Popen([sys.executable, __file__, "c", ready, sys.argv[3]])
 else:              # the 'worker': guarded by the watchdog only (no PDEATHSIG), watching a, not its parent b
-    from celebref.procutil import die_with_parent
+    from bfrcore.procutil import die_with_parent
     die_with_parent(int(sys.argv[3]), pdeathsig=False)
     with open(ready, "w") as f:
         f.write(f"{os.getppid()} {os.getpid()}")
@@ -114,7 +114,7 @@ def test_pid_alive_treats_zombies_as_dead():
     import subprocess
     import time
 
-    from celebref.procutil import pid_alive
+    from bfrcore.procutil import pid_alive
 
     assert pid_alive(os.getpid())
     p = subprocess.Popen(["true"])

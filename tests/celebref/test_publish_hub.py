@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 import pytest
 import yaml
 
-from celebref.cli import main as celebref_main
+from bfrcli.celebref import main as celebref_main
 from celebref.publish import push as push_mod
 from tests.helpers import PROJECT_ROOT
 
@@ -268,7 +268,7 @@ class FakeHub:
 @pytest.fixture(scope="module")
 def built(mini_dataset, tmp_path_factory) -> Path:
     """A dry-run folder with pixels and one test set (small shards, so there are several files to upload)."""
-    from celebref.dataset import FaceDataset
+    from bfrcore.dataset import FaceDataset
     from tests.leaderboard.conftest import make_testset
 
     root = tmp_path_factory.mktemp("pubhub")
@@ -361,7 +361,7 @@ def test_push_to_fake_hub_via_cli_subprocess(built, tmp_path):
                "CELEBREF_PROGRESS": "0", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
         # build again from the same inputs into the same folder (identical bytes) and push
         src = _SOURCES[str(built)]
-        r = subprocess.run([sys.executable, "-m", "celebref.cli", "publish", *src, "--out", str(built),
+        r = subprocess.run([sys.executable, "-m", "bfrcli.celebref", "publish", *src, "--out", str(built),
                             "--private", "--gated", "manual", "--files-per-commit", "3", "--retry-wait", "0.05"],
                            cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=240)
         assert r.returncode == 0, r.stderr[-3000:]
@@ -381,7 +381,7 @@ def test_push_to_fake_hub_via_cli_subprocess(built, tmp_path):
 
         # a second run finds everything on the Hub: no commit at all
         n_commits = len(repo["commits"])
-        r2 = subprocess.run([sys.executable, "-m", "celebref.cli", "publish", *src, "--out", str(built),
+        r2 = subprocess.run([sys.executable, "-m", "bfrcli.celebref", "publish", *src, "--out", str(built),
                              "--private", "--gated", "manual"], cwd=PROJECT_ROOT, env=env, capture_output=True,
                             text=True, timeout=240)
         assert r2.returncode == 0, r2.stderr[-3000:]

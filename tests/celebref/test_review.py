@@ -16,9 +16,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from celebref.build.identity import IdentityGroups
-from celebref.cli import main as celebref_main
-from celebref.formats import FormatError
+from bfrcli.celebref import main as celebref_main
+from bfrcore.formats import FormatError
+from celebref.pipeline.identity import IdentityGroups
 from celebref.review.curation import Curation, apply_curation, load_curation
 
 HASH = "a" * 64
@@ -198,7 +198,7 @@ def test_review_without_cache_embeds_again_and_links_from_elsewhere(reviewed, tm
     same distances as the cached embeddings; a page written outside the dataset links the images relatively."""
     import numpy as np
 
-    from celebref.dataset import FaceDataset
+    from bfrcore.dataset import FaceDataset
     from celebref.review.analysis import load_embeddings
 
     bare = tmp_path / "bare"
@@ -342,7 +342,7 @@ def test_review_page_in_chromium_curate_and_rebuild(reviewed, small_built, small
     assert (info["curation"]["applied"], info["curation"]["faces_curated"], info["curation"]["faces_rejected"],
             info["curation"]["n_warnings"]) == ({"reject_face": 1, "merge": 1}, 1 + len(merged_rows), 1, 0)
     assert info["reject_reasons"]["curation"] == {"curation_reject_face": 1}
-    from celebref.dataset import FaceDataset
+    from bfrcore.dataset import FaceDataset
 
     FaceDataset.load(ds)  # the curated dataset follows the contract
 
@@ -411,7 +411,7 @@ def test_review_flags_impure_and_near_merge_identities(reviewed, small_sources, 
     """Curate the small build into known mistakes (obama merged into 00089: two people in one identity; 00075 split
     in two halves: one person in two identities), rebuild, review: the merged identity is flagged impure and comes
     first, the two halves are a near-merge pair, nothing else is flagged."""
-    from celebref.dataset import FaceDataset
+    from bfrcore.dataset import FaceDataset
     from celebref.review.analysis import review_dataset
 
     data = _page_data(reviewed / "review.html")

@@ -8,7 +8,7 @@ import zipfile
 
 import pytest
 
-from celebref.safepath import UnsafePathError, check_relative, safe_component, safe_extract, safe_join
+from bfrcore.safepath import UnsafePathError, check_relative, safe_component, safe_extract, safe_join
 
 
 @pytest.mark.parametrize("bad", ["../x", "/etc/passwd", "a/../../b", "C:\\win", "", "a\x00b", "..", "./.."])
@@ -70,7 +70,7 @@ def test_zip_extract_ok_and_size_limit(tmp_path):
 def test_member_problems_skipped_and_recorded(tmp_path):
     """extract_members skips a too-large member (never written) and a file/folder name clash, keeps the rest;
     safe_extract (all or nothing, for weights) names the first bad member instead of a traceback."""
-    from celebref.safepath import ArchiveError, extract_members
+    from bfrcore.safepath import ArchiveError, extract_members
 
     arch = tmp_path / "m.zip"
     with zipfile.ZipFile(arch, "w", zipfile.ZIP_DEFLATED) as zf:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from celebref.tensor_images import resize_uint8, to_tensor, to_uint8
+from bfrcore.tensor_images import resize_uint8, to_tensor, to_uint8
 from tests.helpers import tiny_image
 
 

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 import pytest
 
-from celebref.typed_config import parse_dataclass, set_dotted, to_plain
+from bfrcore.typed_config import parse_dataclass, set_dotted, to_plain
 
 
 class MyError(ValueError):

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from celebref import weights
-from celebref.safepath import UnsafePathError
-from celebref.weights import registry as reg
+from bfrcore import weights
+from bfrcore.safepath import UnsafePathError
+from bfrcore.weights import registry as reg
 
 
 def _sha(data: bytes) -> str:
@@ -234,7 +234,7 @@ NO_HASH = ("arcface-resnet18", "asffnet512-official", "dfdnet-dictionary512", "d
 
 
 def _bench(argv):
-    from evaluation.cli import main
+    from bfrcli.bench import main
 
     return main(argv)
 
@@ -245,7 +245,7 @@ def _nothing_installed(name: str, cache: Path) -> None:
 
 
 def test_every_entry_without_a_hash_checks_its_content():
-    from celebref.weights.content import CHECKS
+    from bfrcli.weights_content import CHECKS
 
     no_hash = sorted(e.name for e in weights.list_entries() if not (e.sha256 or e.sha256_prefix or e.size))
     assert tuple(no_hash) == NO_HASH
@@ -271,7 +271,7 @@ def test_import_refuses_random_bytes(name, isolated_weights, tmp_path, capsys):
 def test_import_refuses_a_state_dict_of_another_model(isolated_weights, tmp_path, capsys):
     import torch
 
-    from evaluation.identity import ResNetArcFace18
+    from bfrcore.faces.arcface18 import ResNetArcFace18
 
     torch.manual_seed(0)
     state = ResNetArcFace18().state_dict()
@@ -300,7 +300,7 @@ def test_import_installs_a_correctly_shaped_state_dict(isolated_weights, tmp_pat
     """The real architecture with random initialisation, saved DataParallel-style as some copies are."""
     import torch
 
-    from evaluation.identity import ArcFace18Embedder, ResNetArcFace18
+    from bfrcore.faces.arcface18 import ArcFace18Embedder, ResNetArcFace18
 
     torch.manual_seed(0)
     f = tmp_path / "arcface_resnet18.pth"
@@ -343,7 +343,7 @@ def test_official_layouts_pass_and_one_wrong_key_fails(name, tsv, wrap, tmp_path
     the loaders accept them; one renamed key is named in the refusal."""
     import torch
 
-    from celebref.weights import content
+    from bfrcli import weights_content as content
 
     rows = [ln.split("\t") for ln in (Path(reg.__file__).parents[2] / "baselines" / "data" / tsv)
             .read_text().splitlines()[1:] if ln.strip()]

@@ -14,10 +14,10 @@ TINY_SIZE = 64
 
 
 def tiny_dataset(root: Path, n_test: int = 6, corrupt: str | None = None) -> Path:
-    """A celebref.dataset folder of smooth 64x64 RGB images: identity 'a' (test) and 'b' (train, 2 images).
+    """A bfrcore.dataset folder of smooth 64x64 RGB images: identity 'a' (test) and 'b' (train, 2 images).
     ``corrupt``: an image id whose file is replaced by garbage bytes after the manifest is written."""
-    from celebref.dataset import image_id_for, relpath_for, write_dataset
-    from celebref.imageio import file_sha256, write_png
+    from bfrcore.dataset import image_id_for, relpath_for, write_dataset
+    from bfrcore.imageio import file_sha256, write_png
 
     rows = []
     specs = [("a", n, "test") for n in range(n_test)] + [("b", n, "train") for n in range(2)]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from celebref.imageio import file_sha256
+from bfrcore.imageio import file_sha256
 from tests.kill9_support import Run, console_script, descendants, needs_proc
 
 pytestmark = [needs_proc, pytest.mark.shared_data]
@@ -104,7 +104,7 @@ def _eval_outputs(root: Path) -> dict:
 
 def test_kill9_evaluate_resume_matches(reference_testset, tmp_path):
     """`bench evaluate` is one process: a kill -9 mid-run leaves rows that the rerun completes, identically."""
-    from evaluation.cli import main
+    from bfrcli.bench import main
 
     def args(out: Path) -> list[str]:
         return ["evaluate", "--model", "bicubic", "--testset", str(reference_testset), "--out", str(out),

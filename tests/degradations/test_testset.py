@@ -10,16 +10,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from celebref.dataset import FaceDataset
-from degradations import testset as T
-from degradations.sampling import param_dtype
-from degradations.testset_io import (
+from bfrcore.dataset import FaceDataset
+from bfrcore.testset import (
     PARAMS_BASE_COLUMNS,
     TestSet,
     TestSetError,
     compute_testset_hash,
     parse_checksums,
 )
+from degradations import testset as T
+from degradations.sampling import param_dtype
 from tests.degradations.conftest import TINY_SIZE, tiny_dataset
 
 TEST_IDS = [f"a_{i}" for i in range(6)]
@@ -192,7 +192,7 @@ def test_verify(full, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
     lq = (copy / "lq" / "a_3.png")
-    from celebref.imageio import read_image, write_png
+    from bfrcore.imageio import read_image, write_png
 
     arr = read_image(lq).copy()
     arr[0, 0, 0] ^= 1
@@ -214,7 +214,7 @@ def test_verify(full, tmp_path):
 
 # ----------------------------------------------------------------------------------------------- CLI
 def _bench(argv):
-    from evaluation.cli import main
+    from bfrcli.bench import main
 
     return main(argv)
 

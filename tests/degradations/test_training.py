@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from celebref.dataset import FaceDataset
+from bfrcore.dataset import FaceDataset
+from bfrcore.testset import TestSet
 from degradations import testset as T
-from degradations.testset_io import TestSet
 from degradations.training import DegradedFaceDataset, OnTheFlyDegrader, RandomDegradation
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from celebref.imageio import read_image
+from bfrcore.imageio import read_image
 
 CALIBRATION_NAMES = ("I03", "I04", "I06", "I08", "I19")
 
@@ -61,13 +61,13 @@ def baboon(oracles) -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def niqe_params():
-    from celebref import weights as wreg
+    from bfrcore import weights as wreg
 
     st = wreg.status("niqe-basicsr")
     if st.path is None:
         pytest.skip("BasicSR NIQE parameters are not in the weights cache; `make test` fetches them "
                     "(`bench weights fetch niqe-basicsr`)")
-    from evaluation.niqe import load_pristine_params
+    from bfrcore.metrics.niqe import load_pristine_params
 
     return load_pristine_params(str(st.path))
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 from scipy import linalg
 
-from celebref import weights as wreg
+from bfrcore import weights as wreg
 from evaluation import fid as fidmod
 from evaluation.metrics import MetricOptions, resolve_metrics
 
@@ -158,7 +158,7 @@ def test_legacy_mode_equals_pytorch_fid_resize(random_inception_state, small_fac
 
 def test_clean_mode_equals_pyiqa_clean_resize(small_faces, tmp_path):
     fid_arch = pytest.importorskip("pyiqa.archs.fid_arch")
-    from celebref.imageio import write_png
+    from bfrcore.imageio import write_png
 
     files = []
     for k, img in enumerate(small_faces[1]):

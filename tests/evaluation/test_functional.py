@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from evaluation import functional as fn
+from bfrcore.metrics import functional as fn
 from tests.basicsr_reference import basicsr_psnr, basicsr_ssim
 
 

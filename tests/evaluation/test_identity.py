@@ -11,17 +11,15 @@ import numpy as np
 import pytest
 import torch
 
-from celebref.faces import get_embedder
-from celebref.imageio import read_image
-from evaluation.identity import (
+from bfrcore.faces import get_embedder
+from bfrcore.faces.arcface18 import (
     ArcFace18Embedder,
-    IdentityMetric,
     ResNetArcFace18,
-    angle_degrees,
     arcface18_preprocess,
-    cosine_similarity,
     strip_module_prefix,
 )
+from bfrcore.imageio import read_image
+from evaluation.identity import IdentityMetric, angle_degrees, cosine_similarity
 from evaluation.metrics import Batch, resolve_metrics
 
 IDENTITIES = ("00075", "00089", "00146")

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from celebref import weights as wreg
-from celebref.imageio import read_image
+from bfrcore import weights as wreg
+from bfrcore.imageio import read_image
 from evaluation.lpips import LPIPSMetric, build_lpips, load_trunk, lpips_distance
 from evaluation.metrics import resolve_metrics
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from celebref.imageio import read_image
+from bfrcore.imageio import read_image
 from evaluation import metrics as M
 from evaluation.lmd import LMD, dlib_landmarks, landmark_distance
 

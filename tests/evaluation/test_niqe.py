@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from evaluation import functional as fn
-from evaluation import niqe as nq
+from bfrcore.metrics import functional as fn
+from bfrcore.metrics import niqe as nq
 
 BASICSR_BABOON = 5.7295763  # BasicSR calculate_niqe docstring (crop_border 0, convert_to 'y')
 MATLAB_BABOON = 5.72957338  # MATLAB R2021a, same docstring

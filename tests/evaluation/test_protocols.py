@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evaluation.cli import main
-from celebref import celebrefhq_split as cs
+from bfrcli.bench import main
+from bfrcore import celebrefhq_split as cs
 from evaluation.protocols import get_protocol, list_protocols
 
 REQUIRED = {"refldm-ffhqref-moderate", "refldm-ffhqref-severe", "refldm-celeba-test-ref", "celeba-test",
@@ -54,7 +54,7 @@ def test_protocol_presets_match_the_published_ranges():
 
 # ----------------------------------------------------------------------------------------------- recipes
 def test_recipe_regenerates_a_byte_identical_testset(mini_dataset, tmp_path):
-    from degradations.testset_io import TestSet
+    from bfrcore.testset import TestSet
 
     hashes, sums = [], []
     for k in range(2):
@@ -69,8 +69,8 @@ def test_recipe_regenerates_a_byte_identical_testset(mini_dataset, tmp_path):
 
 
 def test_real_input_recipe_keeps_the_photo(mini_dataset, tmp_path):
-    from celebref.dataset import FaceDataset
-    from degradations.testset_io import TestSet
+    from bfrcore.dataset import FaceDataset
+    from bfrcore.testset import TestSet
 
     assert main(["protocols", "testset", "realworld-nr", "--dataset", str(mini_dataset), "--out",
                  str(tmp_path / "nr"), "--limit", "2", "-q"]) == 0
@@ -191,8 +191,8 @@ def test_split_rule_on_a_copy(tmp_path, celebref_examples):
 
 
 def test_celebref_recipe_selects_the_test_identities(mini_dataset, tmp_path):
-    from celebref.dataset import FaceDataset
-    from degradations.testset_io import TestSet
+    from bfrcore.dataset import FaceDataset
+    from bfrcore.testset import TestSet
 
     ds = FaceDataset.load(mini_dataset)
     idents = set(ds.images["identity"].astype(str))
@@ -225,7 +225,7 @@ def test_landmark_subset_recomputes_means_without_fallbacks(tmp_path, capsys):
 
 def test_celebref_build_emits_the_split(tmp_path, celebref_examples):
     """`celebref build --emit-split`: the split of the CelebRef-HQ-layout source, checked before any build work."""
-    from celebref.cli import main as celebref_main
+    from bfrcli.celebref import main as celebref_main
     from celebref.commands.build import celebrefhq_root, split_of_copy, write_split
 
     copy = tmp_path / "copy"

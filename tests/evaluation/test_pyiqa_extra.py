@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from celebref import weights as wreg
-from celebref.weights import registry as reg
+from bfrcore import weights as wreg
+from bfrcore.weights import registry as reg
 from evaluation.metrics import Batch, MetricOptions, create_metric, resolve_metrics
 
 NEW = {"dists": ("dists-pyiqa", "torchvision-vgg16"), "musiq": ("musiq-koniq",), "clipiqa": ("clip-rn50",),
@@ -119,7 +119,7 @@ def test_dists_equals_pyiqa_with_the_same_weights(isolated_weights, calibration,
 
 def test_dists_content_check(tmp_path):
     """dists-pyiqa's import check: alpha and beta of DISTS' shape, nothing outside pyiqa's DISTS."""
-    from celebref.weights import content
+    from bfrcli import weights_content as content
 
     def saved(obj):
         f = tmp_path / f"d{len(list(tmp_path.iterdir()))}.pth"
@@ -213,7 +213,7 @@ def test_maniqa_equals_pyiqa_with_the_same_weights(isolated_weights, face_pairs,
     ref_model.net.test_sample = 1
     ref = ref_model(torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255)
     _close(ours, ref)
-    from celebref.weights import content
+    from bfrcli import weights_content as content
 
     content.check("maniqa-pyiqa", wreg.locate("maniqa-koniq"))  # the import check accepts MANIQA's full layout
 
@@ -248,7 +248,7 @@ def test_flpips_equals_lpips_on_the_face_box(face_pairs):
 
 # ----------------------------------------------------------------------------------------------- Deg
 def test_deg_is_the_angle_between_arcface18_embeddings(isolated_weights, face_pairs, monkeypatch):
-    from evaluation.identity import ArcFace18Embedder, ResNetArcFace18
+    from bfrcore.faces.arcface18 import ArcFace18Embedder, ResNetArcFace18
 
     torch.manual_seed(5)
     state = ResNetArcFace18().state_dict()

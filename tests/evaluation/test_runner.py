@@ -14,12 +14,12 @@ import pandas as pd
 import pytest
 import torch
 
-from celebref.cliutil import UsageError
-from celebref.cpu_allocator import reuse_freed_memory
-from celebref.imageio import read_image, write_png
-from evaluation import functional as fn
+from bfrcore.cliutil import UsageError
+from bfrcore.cpu_allocator import reuse_freed_memory
+from bfrcore.imageio import read_image, write_png
+from bfrcore.metrics import functional as fn
+from bfrcore.results import BASE_COLUMNS
 from evaluation.metrics import MetricOptions
-from evaluation.results import BASE_COLUMNS
 from evaluation.runner import EvaluateConfig, evaluate
 from evaluation.score import ScoreConfig, score
 
@@ -50,7 +50,7 @@ def bicubic_run(testset, tmp_path_factory):
 
 
 def test_results_follow_the_contract(bicubic_run, testset):
-    from degradations.testset_io import TestSet
+    from bfrcore.testset import TestSet
 
     out, summaries = bicubic_run
     assert [s["mode"] for s in summaries] == ["generic"]  # bicubic does not use references
@@ -88,7 +88,7 @@ def test_results_follow_the_contract(bicubic_run, testset):
 
 def test_scores_are_those_of_the_saved_images(bicubic_run, testset):
     """bicubic at 512 is the identity: restored PNG == LQ, and the metrics equal a direct recomputation."""
-    from degradations.testset_io import TestSet
+    from bfrcore.testset import TestSet
 
     out, _ = bicubic_run
     ts = TestSet.load(testset)
@@ -179,7 +179,7 @@ def failing_model():
     from dataclasses import dataclass
 
     from baselines.base import RestorationModel
-    from baselines.registry import ModelInfo, _MODELS, register_model
+    from baselines.registry import _MODELS, ModelInfo, register_model
 
     @dataclass(frozen=True)
     class Cfg:
@@ -202,7 +202,7 @@ def failing_model():
 
 
 def test_failures_are_recorded_with_reasons(testset, tmp_path, failing_model):
-    from degradations.testset_io import TestSet
+    from bfrcore.testset import TestSet
 
     ts = TestSet.load(testset)
     means = {i: ts.read_lq(i).mean() / 255 for i in ts.image_ids}
@@ -284,7 +284,7 @@ def test_score_matches_evaluate_and_records_missing_outputs(bicubic_run, testset
 
 # ----------------------------------------------------------------------------------------------- CLI
 def test_cli_evaluate_and_score(testset, tmp_path, capsys):
-    from evaluation.cli import main
+    from bfrcli.bench import main
 
     rc = main(["evaluate", "--model", "bicubic", "--config", "paper", "--testset", str(testset), "--out",
                str(tmp_path), "--metrics", "psnr", "ssim", "--limit", "2", "--bootstrap", "100", "-q"])

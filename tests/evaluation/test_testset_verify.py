@@ -9,10 +9,10 @@ import shutil
 import numpy as np
 import pytest
 
-from celebref.imageio import read_image, write_png
-from degradations.testset_io import CHECKSUMS_FILE, TestSet
-from degradations.testset_verify import require_verified, verify_testset
-from evaluation.cli import main
+from bfrcli.bench import main
+from bfrcore.imageio import read_image, write_png
+from bfrcore.testset import CHECKSUMS_FILE, TestSet
+from bfrcore.testset_verify import require_verified, verify_testset
 
 
 @pytest.fixture(scope="module")
@@ -94,9 +94,9 @@ def test_missing_and_extra_lq_files(testset, tmp_path, capsys):
 def test_checksums_edited_to_match_a_changed_file_are_caught(testset):
     """Updating checksums.sha256 after editing a file does not launder it: the recorded testset_hash and
     params.parquet still name the original bytes."""
-    from celebref.cliutil import UsageError
-    from celebref.imageio import file_sha256
-    from degradations.testset_io import format_checksums
+    from bfrcore.cliutil import UsageError
+    from bfrcore.imageio import file_sha256
+    from bfrcore.testset import format_checksums
 
     ts = TestSet.load(testset)
     iid = ts.image_ids[0]

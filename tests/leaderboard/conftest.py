@@ -48,10 +48,10 @@ def _ci(v: np.ndarray) -> list[float]:
 
 
 def make_testset(dataset_root: Path, out: Path, name: str, scale: int, ids: list[str]) -> Path:
-    """A TESTSET folder (degradations.testset_io format) made by x`scale` bicubic down/up-sampling."""
-    from celebref.dataset import FaceDataset
-    from celebref.imageio import file_sha256, pixel_sha256, read_image, write_png
-    from degradations.testset_io import compute_testset_hash, format_checksums, lq_relpath
+    """A TESTSET folder (bfrcore.testset format) made by x`scale` bicubic down/up-sampling."""
+    from bfrcore.dataset import FaceDataset
+    from bfrcore.imageio import file_sha256, pixel_sha256, read_image, write_png
+    from bfrcore.testset import compute_testset_hash, format_checksums, lq_relpath
 
     ds = FaceDataset.load(dataset_root)
     rows, shas = [], {}
@@ -81,8 +81,8 @@ def _stand_in(iid: str, model: str, base: float, spread: float) -> float:
 
 def make_run(results: Path, testset: Path, model: str, alpha: float, mode: str) -> Path:
     """One RESULTS run folder R/<model>/<testset>/<mode>/ (restored PNGs, metrics.parquet, summary.json)."""
-    from celebref.imageio import write_png
-    from degradations.testset_io import TestSet
+    from bfrcore.imageio import write_png
+    from bfrcore.testset import TestSet
 
     ts = TestSet.load(testset)
     run = results / model / ts.name / mode
@@ -123,7 +123,7 @@ def make_run(results: Path, testset: Path, model: str, alpha: float, mode: str) 
 @pytest.fixture(scope="session")
 def lb_inputs(mini_dataset, tmp_path_factory) -> dict:
     """{'results': R, 'testsets': T, 'ids': [...], 'runs': [...]} built once per session (read-only for tests)."""
-    from celebref.dataset import FaceDataset
+    from bfrcore.dataset import FaceDataset
 
     root = tmp_path_factory.mktemp("lb_inputs")
     ids = FaceDataset.load(mini_dataset).image_ids("test")[:N_IMAGES]
@@ -144,7 +144,7 @@ def lb_out(lb_inputs, tmp_path_factory) -> dict:
     import contextlib
     import io
 
-    from evaluation.cli import main
+    from bfrcli.bench import main
 
     out = tmp_path_factory.mktemp("lb_out") / "board"
     ids = lb_inputs["ids"][:2]

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from evaluation.cli import main
+from bfrcli.bench import main
 from leaderboard import grids as grids_mod
 
 
@@ -65,7 +65,7 @@ def test_grid_layout_and_content(lb_out, lb_inputs):
     im = np.asarray(Image.open(f).convert("RGB"))
     pad, lab = grids_mod.PAD, grids_mod.LABEL_H
     assert im.shape == (pad + n_ids * (tile + lab + pad), pad + n_cols * (tile + pad), 3)
-    from celebref.imageio import read_image
+    from bfrcore.imageio import read_image
 
     iid = lb_out["ids"][1]
     y0 = pad + 1 * (tile + lab + pad) + lab

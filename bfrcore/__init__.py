@@ -1,0 +1,3 @@
+"""bfrcore: the shared kernel under the five packages (image I/O, safe paths, typed configs, tensor
+conversions, CPU allocator, weights registry, face analysis, artefact formats, pure metric functions).
+Imports none of celebref, degradations, baselines, evaluation, leaderboard."""

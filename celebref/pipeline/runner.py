@@ -1,0 +1,135 @@
+"""Orchestration of `celebref build`: per-item stages over shards (cached, resumable), then global steps.
+
+Per-item stages are plain functions ``fn(item, params) -> (result | None, reason | None)``. ``run_item_stage``
+keys them (see :mod:`celebref.pipeline.cache`), cuts the items (sorted by id) into shards of ``runner.shard_size``,
+skips shards whose stats file exists and items whose result file exists, hands the rest to an
+:class:`~celebref.pipeline.executor.Executor`, and writes each shard's ``<hash>_stats.json`` (counts by outcome)
+last, as its commit marker. A stage function that raises records ``error_<Type>`` for that item; the run goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from bfrcore.imageio import write_bytes_atomic
+from celebref.pipeline.cache import StageCache, shard_hash, stage_key, write_json_atomic
+from celebref.pipeline.executor import Executor, ShardFailure
+
+log = logging.getLogger("celebref.pipeline")
+
+
+@dataclass
+class StageRun:
+    name: str
+    key: str
+    cache: StageCache
+    records: dict[str, dict]
+    counts: Counter = field(default_factory=Counter)
+    computed: int = 0
+    cached: int = 0
+    seconds: float = 0.0  # wall time of this run's computation
+    compute_seconds: float = 0.0  # summed per-shard compute time (all workers)
+    failed_shards: list[dict] = field(default_factory=list)  # shards whose every attempt failed (not cached)
+
+    def summary(self) -> dict:
+        n = self.computed
+        out = {"key": self.key, "items": len(self.records), "computed": n, "cached": self.cached,
+               "counts": dict(sorted(self.counts.items())), "wall_s": round(self.seconds, 3),
+               "compute_s": round(self.compute_seconds, 3),
+               "items_per_s": round(n / self.seconds, 3) if self.seconds > 0 and n else None}
+        if self.failed_shards:
+            out["failed_shards"] = self.failed_shards
+        return out
+
+
+def _shard_task(payload: tuple) -> dict:
+    """Runs in a worker: one shard of one stage. Writes each item's result file, returns counts."""
+    fn, params, cache_root, stage, key, items = payload
+    cache = StageCache(Path(cache_root), stage, key)
+    counts: Counter = Counter()
+    t0 = time.perf_counter()
+    for item in items:
+        iid = item["item_id"]
+        if cache.has(iid):
+            counts["cached"] += 1
+            continue
+        detail = None
+        try:
+            result, reason = fn(item, params)
+        except Exception as e:  # a bad item never stops the run
+            result, reason = None, f"error_{type(e).__name__}"
+            detail = f"{e}"[:300]
+            log.debug("stage %s item %s failed:\n%s", stage, iid, traceback.format_exc())
+        files = (result or {}).pop("_files", {}) if isinstance(result, dict) else {}
+        for name, data in files.items():
+            write_bytes_atomic(cache.file_path(name), data)
+        rec = {"item_id": iid, "reason": reason, "result": result}
+        if detail:
+            rec["detail"] = detail
+        cache.save(iid, rec)
+        counts[reason or "ok"] += 1
+    return {"counts": dict(counts), "seconds": time.perf_counter() - t0, "n": len(items)}
+
+
+def run_item_stage(name: str, version: str, fn: Callable, params: Any, items: list[dict], *, cache_root: Path,
+                   upstream: tuple[str, ...], executor: Executor, shard_size: int, progress=None) -> StageRun:
+    key = stage_key(name, version, params, upstream)
+    cache = StageCache(cache_root, name, key)
+    cache.write_meta({"stage": name, "version": version, "params": params, "upstream": list(upstream)})
+    items = sorted(items, key=lambda i: i["item_id"])
+    shards = [items[i:i + shard_size] for i in range(0, len(items), shard_size)]
+    done = cache.done_shards()
+    payloads, hashes = [], []
+    cached = 0
+    for sh in shards:
+        h = shard_hash([key] + [i["item_id"] for i in sh])
+        if h in done:
+            cached += len(sh)
+            continue
+        pending = [i for i in sh if not cache.has(i["item_id"])]
+        cached += len(sh) - len(pending)
+        payloads.append((fn, params, str(cache_root), name, key, pending))
+        hashes.append((h, [i["item_id"] for i in sh]))
+    run = StageRun(name, key, cache, {}, cached=cached)
+    t0 = time.perf_counter()
+    n_pending = sum(len(p[-1]) for p in payloads)
+    bar = progress(total=len(payloads), desc=f"{name} ({n_pending} items)") if progress and payloads else None
+    failed: dict[str, ShardFailure] = {}
+    for idx, stats in executor.run(_shard_task, payloads, labels=[f"{name} shard {h}" for h, _ in hashes]):
+        h, ids = hashes[idx]
+        if isinstance(stats, ShardFailure):
+            # every attempt failed (a worker kept dying, or the shard itself raised): no commit marker, so a rerun
+            # tries again; the items without a result are recorded with the reason below
+            run.failed_shards.append({"shard": h, "items": len(ids), **stats.to_dict()})
+            for iid in ids:
+                failed[iid] = stats
+            if bar is not None:
+                bar.update(1)
+            continue
+        run.compute_seconds += stats["seconds"]
+        # commit marker, written after every item file of the shard exists
+        write_json_atomic(cache.shard_stats_path(h), {"stage": name, "key": key, "items": ids,
+                                                      "counts": stats["counts"], "seconds": stats["seconds"]})
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    run.seconds = time.perf_counter() - t0
+    run.computed = n_pending
+    for it in items:
+        iid = it["item_id"]
+        if iid in failed and not cache.has(iid):
+            f = failed[iid]
+            rec = {"item_id": iid, "reason": f.reason, "result": None,
+                   "detail": f"{name} shard failed {f.attempts} time(s): {f.detail}"[:300]}
+        else:
+            rec = cache.load(iid)
+        run.records[iid] = rec
+        run.counts[rec["reason"] or "ok"] += 1
+    return run
