@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+import baselines.weights_checks  # noqa: F401  (registers the content checks import/fetch run)
+import evaluation.weights_checks  # noqa: F401
 from bfrcore import cliutil
 from bfrcore.weights import registry as reg
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Iterable
 
 from bfrcore.safepath import ArchiveError, check_relative, safe_extract
+from bfrcore.weights import content as _content
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,7 @@ class WeightsEntry:
     kind: str = "file"
     #: for zip-dir: files that must exist in the folder, as (name, sha256 or None)
     members: tuple[tuple[str, str | None], ...] = ()
-    #: a check of what the file holds (:data:`bfrcli.weights_content.CHECKS`), run before it is installed;
+    #: a check of what the file holds (a name in :mod:`bfrcore.weights.content`'s table), run before it is installed;
     #: set where no full sha256 is published so that a wrong file is refused at import, not at first use
     content: str | None = None
     origin: str = ""
@@ -130,9 +131,7 @@ class WeightsEntry:
         if self.size:
             return f"size {self.size}"
         if self.content:
-            from bfrcli.weights_content import DESCRIPTIONS
-
-            return f"content: {DESCRIPTIONS.get(self.content, self.content)}"
+            return f"content: {_content.describe_check(self.content)}"
         return "none published"
 
     @property
@@ -311,14 +310,16 @@ def verify_file(entry: WeightsEntry, path: Path) -> str:
 
 def verify_content(entry: WeightsEntry, path: Path) -> None:
     """Run the entry's content check (if any) on ``path``; raises :class:`WeightsVerificationError` naming the
-    file and the first differences. Used on import/fetch, before anything is put into the cache."""
+    file and the first differences. Used on import/fetch, before anything is put into the cache. A check that no
+    package has registered is a :class:`WeightsError`: the file is refused, never installed unchecked."""
     if not entry.content:
         return
-    from bfrcli.weights_content import ContentError, check
-
+    if entry.content not in _content.content_checks():
+        raise WeightsError(f"{entry.name}: content check {entry.content!r} is not registered (the app must import "
+                           "the package that owns it, e.g. baselines.weights_checks); nothing was installed")
     try:
-        check(entry.content, path)
-    except ContentError as e:
+        _content.check(entry.content, path)
+    except _content.ContentError as e:
         raise WeightsVerificationError(f"{entry.name}: {path}: {e}; nothing was installed") from None
 
 

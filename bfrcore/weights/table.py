@@ -3,7 +3,7 @@
 Hashes: ``sha256`` is a full digest either published upstream or computed by us from the copy that ships in a
 pinned package (noted per entry); ``sha256_prefix`` is the digest prefix an upstream embeds in the file name
 (torchvision, pytorch-fid and pyiqa all use the sha256 prefix). Where neither exists the entry names a
-``content`` check (:mod:`bfrcli.weights_content`: keys and shapes of the architecture, or the expected arrays)
+``content`` check (:mod:`bfrcore.weights.content`: keys and shapes of the architecture, or the expected arrays)
 that ``bench weights import`` / ``fetch`` run before installing, and the digest of the user's copy is recorded in
 every manifest that uses it.
 """

@@ -245,7 +245,11 @@ def _nothing_installed(name: str, cache: Path) -> None:
 
 
 def test_every_entry_without_a_hash_checks_its_content():
-    from bfrcli.weights_content import CHECKS
+    import baselines.weights_checks  # noqa: F401  (registers the checks, as `bench weights` does)
+    import evaluation.weights_checks  # noqa: F401
+    from bfrcore.weights.content import content_checks
+
+    CHECKS = content_checks()
 
     no_hash = sorted(e.name for e in weights.list_entries() if not (e.sha256 or e.sha256_prefix or e.size))
     assert tuple(no_hash) == NO_HASH
@@ -317,6 +321,8 @@ def test_array_entries_check_their_arrays(isolated_weights, tmp_path):
     import numpy as np
     import scipy.io
 
+    import evaluation.weights_checks  # noqa: F401  (registers the checks, as `bench weights` does)
+
     npz = tmp_path / "ffhq_clean_trainval70k_512.npz"
     np.savez(npz, mu=np.zeros(2048), sigma=np.zeros((2048, 20)))
     with pytest.raises(weights.WeightsVerificationError, match=r"sigma 2048x20 \(expected 2048x2048\)"):
@@ -343,7 +349,8 @@ def test_official_layouts_pass_and_one_wrong_key_fails(name, tsv, wrap, tmp_path
     the loaders accept them; one renamed key is named in the refusal."""
     import torch
 
-    from bfrcli import weights_content as content
+    import baselines.weights_checks  # noqa: F401  (registers the checks)
+    from bfrcore.weights import content
 
     rows = [ln.split("\t") for ln in (Path(reg.__file__).parents[2] / "baselines" / "data" / tsv)
             .read_text().splitlines()[1:] if ln.strip()]
@@ -356,3 +363,34 @@ def test_official_layouts_pass_and_one_wrong_key_fails(name, tsv, wrap, tmp_path
     torch.save({wrap: state} if wrap else state, f)
     with pytest.raises(content.ContentError, match=rf"missing keys: {rows[0][0]}.*unexpected keys: renamed"):
         content.check(name, f)
+
+
+def test_content_checks_are_registered_by_their_owners_and_an_unregistered_one_refuses(
+        isolated_weights, tmp_path, monkeypatch):
+    """The kernel keeps the table; baselines/evaluation register their checks; `bench weights` imports both. An
+    entry whose check nobody registered is refused (nothing installed), never installed unchecked."""
+    import bfrcli.weights  # noqa: F401  (the app: imports the registering modules)
+    from bfrcore.weights import content
+
+    checks = content.content_checks()
+    assert {e.content for e in weights.list_entries() if e.content} <= set(checks)
+    assert {n: c.fn.__module__ for n, c in checks.items()} == {
+        "arcface-resnet18": "bfrcore.weights.content", "awing-fan-4hg-98": "evaluation.weights_checks",
+        "fid-stats-npz-2048": "evaluation.weights_checks", "niqe-mat-36": "evaluation.weights_checks",
+        "dists-alpha-beta": "evaluation.weights_checks", "maniqa-pyiqa": "evaluation.weights_checks",
+        "dmdnet-paper": "baselines.weights_checks", "asffnet512-paper": "baselines.weights_checks",
+        "dfdnet-paper": "baselines.weights_checks", "dfdnet-dictionary-512": "baselines.weights_checks"}
+    assert weights.get_entry("dmdnet-official").verification == (
+        "content: keys+shapes of the official DMDNet state dict (1014 tensors, baselines/data TSV)")
+    with pytest.raises(ValueError, match="registered twice"):
+        content.register_content_check("dmdnet-paper", lambda p: None, "another")
+
+    monkeypatch.delitem(content._CHECKS, "fid-stats-npz-2048")
+    npz = tmp_path / "ffhq_clean_trainval70k_512.npz"
+    import numpy as np
+
+    np.savez(npz, mu=np.zeros(2048), sigma=np.eye(2048))
+    with pytest.raises(weights.WeightsError, match="not registered.*nothing was installed"):
+        weights.import_file("ffhq512-fid-stats-clean", npz)
+    _nothing_installed("ffhq512-fid-stats-clean", isolated_weights)
+    assert weights.get_entry("ffhq512-fid-stats-clean").verification == "content: fid-stats-npz-2048"

@@ -119,7 +119,8 @@ def test_dists_equals_pyiqa_with_the_same_weights(isolated_weights, calibration,
 
 def test_dists_content_check(tmp_path):
     """dists-pyiqa's import check: alpha and beta of DISTS' shape, nothing outside pyiqa's DISTS."""
-    from bfrcli import weights_content as content
+    import evaluation.weights_checks  # noqa: F401  (registers the checks)
+    from bfrcore.weights import content
 
     def saved(obj):
         f = tmp_path / f"d{len(list(tmp_path.iterdir()))}.pth"
@@ -213,7 +214,8 @@ def test_maniqa_equals_pyiqa_with_the_same_weights(isolated_weights, face_pairs,
     ref_model.net.test_sample = 1
     ref = ref_model(torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255)
     _close(ours, ref)
-    from bfrcli import weights_content as content
+    import evaluation.weights_checks  # noqa: F401  (registers the checks)
+    from bfrcore.weights import content
 
     content.check("maniqa-pyiqa", wreg.locate("maniqa-koniq"))  # the import check accepts MANIQA's full layout
 
