@@ -17,8 +17,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
+from bfrcore.results import METRICS_FILE as METRICS_NAME
+from bfrcore.results import RESTORED_DIR
 from bfrcore.safepath import UnsafePathError, safe_join
-from leaderboard.store import METRICS_NAME, RESTORED_DIR
 from leaderboard.tables import display_name, fmt_value, order_metrics
 
 LABEL_H = 32

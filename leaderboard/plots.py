@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from leaderboard.store import METRICS_NAME
+from bfrcore.results import METRICS_FILE as METRICS_NAME
 from leaderboard.tables import arrow, display_name, order_metrics
 
 #: Metric keys treated as per-image identity distances/similarities when no --identity-metric is given.

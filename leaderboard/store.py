@@ -20,12 +20,8 @@ import pandas as pd
 
 from bfrcore.formats import FormatError
 from bfrcore.formats import results as results_format
+from bfrcore.results import SUMMARY_FILE
 
-SUMMARY_FORMAT = results_format.FORMAT
-SUMMARY_NAME = "summary.json"
-METRICS_NAME = "metrics.parquet"
-RESTORED_DIR = "restored"
-MODES = results_format.MODES
 STORE_FORMAT = "celebref.results-store/1"
 
 #: Columns of results.parquet, in order.
@@ -66,7 +62,7 @@ def find_summaries(roots: Iterable[str | os.PathLike]) -> list[Path]:
         if r.is_file():
             out.add(r.resolve())
         elif r.is_dir():
-            out.update(p.resolve() for p in r.rglob(SUMMARY_NAME) if p.is_file())
+            out.update(p.resolve() for p in r.rglob(SUMMARY_FILE) if p.is_file())
         else:
             raise FileNotFoundError(f"no such results folder: {r}")
     return sorted(out)
@@ -85,7 +81,7 @@ def _finite_or_none(v) -> float | None:
     return f if math.isfinite(f) else None
 
 
-def validate_summary(doc, path: str | os.PathLike = SUMMARY_NAME) -> list[tuple[str, str]]:
+def validate_summary(doc, path: str | os.PathLike = SUMMARY_FILE) -> list[tuple[str, str]]:
     """Check a parsed summary.json against :mod:`bfrcore.formats.results`. Raises :class:`FormatError` for
     file-level problems; returns ``[(metric, reason)]`` for metric entries that must be dropped (the rest of the
     file is usable)."""
