@@ -6,7 +6,7 @@ authors' released implementation measured in the same run, with an output-equali
 
 Both implementations get the same weights (a paper-configuration state dict with the official checkpoint's 1,014
 keys, random values from ``torch.manual_seed(0)`` with spectral-norm gain 1.3 so that every path reaches the
-output (``tests.helpers.set_spectral_gain``): timing does not depend on the values, and the official file is not
+output (``peers.spectral_norm.set_spectral_gain``): timing does not depend on the values, and the official file is not
 downloadable here; the authors' model loads it with strict=True) and the same inputs (a random 512x512
 face, the mean-face landmarks, 5 random references). Each (implementation, case) runs in its own subprocess, so
 peak RSS = ``ru_maxrss`` of that case alone, checkpoint loading and model construction included, as in real use.
@@ -252,7 +252,7 @@ def prepare(work: Path) -> None:
 
     from baselines import create_model
     from baselines.landmarks import mean_face_landmarks
-    from tests.helpers import set_spectral_gain
+    from peers.spectral_norm import set_spectral_gain
 
     torch.manual_seed(0)
     model = create_model("dmdnet", config="paper")

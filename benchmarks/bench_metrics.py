@@ -12,7 +12,7 @@ PSNR and SSIM (RGB, BasicSR convention, crop_border 0), each timed on its own:
   view of the same (N, 512, 512, 3) uint8 arrays the loops get (no layout copy outside the timing);
 - ``BasicSR-style loop``: per image ``calculate_psnr`` / ``calculate_ssim`` exactly as BasicSR writes them (each
   converts its inputs to float64; SSIM per channel with ``cv2.filter2D`` and the 11x11 Gaussian, 'valid' crop),
-  transcribed in tests/basicsr_reference.py, the reference of the metric tests (BasicSR is not installed);
+  transcribed in peers/basicsr_metrics.py, the reference of the metric tests (BasicSR is not installed);
 - ``scikit-image loop`` (unless ``--skip-skimage``; fewer repeats, it is slow): per image
   ``peak_signal_noise_ratio`` + ``structural_similarity`` (Gaussian weights, σ 1.5, population covariance,
   data_range 255, channel_axis 2) — the same quantities.
@@ -48,7 +48,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.basicsr_reference import basicsr_psnr, basicsr_ssim  # the peer (the tests' reference)
+from peers.basicsr_metrics import basicsr_psnr, basicsr_ssim  # the peer (the tests' reference)
 
 
 def load_pairs(faces: Path, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -26,7 +26,7 @@ from baselines import create_model
 from baselines.components import component_boxes
 from baselines.landmarks import read_landmark_txt
 from bfrcore.imageio import read_image
-from tests.helpers import set_spectral_gain
+from peers.spectral_norm import set_spectral_gain
 
 AUTHORS = Path(os.environ.get("DMDNET_AUTHORS_CODE", "")) if os.environ.get("DMDNET_AUTHORS_CODE") else None
 pytestmark = pytest.mark.skipif(

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from bfrcore.metrics import functional as fn
-from tests.basicsr_reference import basicsr_psnr, basicsr_ssim
+from peers.basicsr_metrics import basicsr_psnr, basicsr_ssim
 
 
 # ----------------------------------------------------------------------------------------------- helpers
