@@ -20,13 +20,13 @@ import json
 import math
 import os
 import shutil
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 import pandas as pd
 
+from bfrcore import versions
 from bfrcore.cliutil import UsageError
 from bfrcore.formats import parquet_schema
 from bfrcore.formats.results import FORMAT as SUMMARY_FORMAT  # noqa: F401  (the RESULTS constants live here)
@@ -42,14 +42,10 @@ BASE_COLUMNS = ("image_id", "status", "reason", "landmarks_source", "n_refs", "s
 
 
 def package_versions(extra: Iterable[str] = ()) -> dict[str, str]:
-    out = {}
-    for pkg in ("celebref-suite", "torch", "numpy", "scipy", "scikit-image", "lpips", "pyiqa", "pytorch-fid",
-                "dlib-bin", "insightface", "opencv-python-headless", "pillow", *extra):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            continue
-    return out
+    """The ``versions`` of a summary.json: installed distributions only (absent ones are left out)."""
+    return versions.package_versions(
+        ("celebref-suite", "torch", "numpy", "scipy", "scikit-image", "lpips", "pyiqa", "pytorch-fid", "dlib-bin",
+         "insightface", "opencv-python-headless", "pillow", *extra), skip_missing=True)
 
 
 def _plain(v):
