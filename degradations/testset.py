@@ -60,6 +60,7 @@ from bfrcore.testset import (
     format_checksums,
     lq_relpath,
 )
+from bfrcore.versions import suite_version
 from degradations.pipeline import SEED_SCHEME, degrade_image, item_seed
 from degradations.presets import Preset, get_preset
 from degradations.sampling import IMPLEMENTATION_VERSION, param_dtype, params_to_record
@@ -192,14 +193,8 @@ def _versions() -> dict:
     import PIL
     import scipy
 
-    try:
-        from importlib.metadata import version
-
-        suite = version("celebref-suite")
-    except Exception:  # noqa: BLE001
-        suite = "unknown"
-    return {"celebref-suite": suite, "degradations": IMPLEMENTATION_VERSION, "numpy": np.__version__,
-            "opencv": cv2.__version__, "scipy": scipy.__version__, "pillow": PIL.__version__,
+    return {"celebref-suite": suite_version(missing="unknown"), "degradations": IMPLEMENTATION_VERSION,
+            "numpy": np.__version__, "opencv": cv2.__version__, "scipy": scipy.__version__, "pillow": PIL.__version__,
             "pandas": pd.__version__, "python": platform.python_version()}
 
 

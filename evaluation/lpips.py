@@ -20,6 +20,7 @@ import warnings
 import numpy as np
 import torch
 
+from bfrcore.versions import package_version
 from evaluation.metrics import Batch, Column, Metric, register_metric
 
 NETS = {"alex": ("lpips-alex-v0.1", "torchvision-alexnet"), "vgg": ("lpips-vgg-v0.1", "torchvision-vgg16")}
@@ -97,7 +98,8 @@ class LPIPSMetric(Metric):
         self.name = f"lpips_{net}"
         self.needs = NETS[net]
         self.columns = (Column(self.name, False, f"LPIPS v0.1 ({net})"),)
-        self.reference = f"lpips {_version('lpips')} LPIPS(net='{net}', version='0.1') per pair; pyiqa lpips"
+        self.reference = (f"lpips {package_version('lpips', '?')} LPIPS(net='{net}', version='0.1') per pair; "
+                          "pyiqa lpips")
 
     @property
     def convention(self) -> str:
@@ -145,7 +147,7 @@ class FaceLPIPSMetric(LPIPSMetric):
         super().__init__(options, "vgg")
         self.name = "flpips"
         self.columns = (Column("flpips", False, "LPIPS v0.1 (vgg) on the face box, zero outside"),)
-        self.reference = (f"lpips {_version('lpips')} LPIPS(net='vgg', version='0.1')(pred*M, gt*M); ReF-LDM "
+        self.reference = (f"lpips {package_version('lpips', '?')} LPIPS(net='vgg', version='0.1')(pred*M, gt*M); ReF-LDM "
                           "scripts/eval.py (commented-out 'Flpips' line: pyiqa lpips-vgg on masked images)")
 
     @property
@@ -161,15 +163,6 @@ class FaceLPIPSMetric(LPIPSMetric):
         a = pred.float() / 255.0 * m
         b = gt.float() / 255.0 * m
         return {self.name: lpips_distance(self._model, a, b, self.options.batch_size).numpy()}
-
-
-def _version(pkg: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(pkg)
-    except PackageNotFoundError:
-        return "?"
 
 
 register_metric("lpips_vgg", lambda o: LPIPSMetric(o, "vgg"))

@@ -33,16 +33,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bfrcore.versions import package_version
 from evaluation.metrics import Batch, Column, Metric, register_metric
-
-
-def _pyiqa_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("pyiqa")
-    except PackageNotFoundError:  # pragma: no cover
-        return "?"
 
 
 class PyiqaMetric(Metric):
@@ -60,11 +52,11 @@ class PyiqaMetric(Metric):
         self.needs = (weights,)
         self.columns = (Column(name, higher_is_better, description),)
         self._convention = convention
-        self.reference = f"pyiqa {_pyiqa_version()} create_metric('{pyiqa_name}')"
+        self.reference = f"pyiqa {package_version('pyiqa', '?')} create_metric('{pyiqa_name}')"
 
     @property
     def convention(self) -> str:
-        return f"pyiqa {_pyiqa_version()} '{self.pyiqa_name}': {self._convention}"
+        return f"pyiqa {package_version('pyiqa', '?')} '{self.pyiqa_name}': {self._convention}"
 
     def _setup(self, device: str) -> None:
         import pyiqa
@@ -253,11 +245,11 @@ class PyiqaArchMetric(Metric):
         self._build = build
         self.columns = (Column(name, higher_is_better, description),)
         self._convention = convention
-        self.reference = f"pyiqa {_pyiqa_version()} create_metric('{pyiqa_name}')"
+        self.reference = f"pyiqa {package_version('pyiqa', '?')} create_metric('{pyiqa_name}')"
 
     @property
     def convention(self) -> str:
-        return f"pyiqa {_pyiqa_version()} '{self.pyiqa_name}': {self._convention}"
+        return f"pyiqa {package_version('pyiqa', '?')} '{self.pyiqa_name}': {self._convention}"
 
     def _setup(self, device: str) -> None:
         from bfrcore import weights as wreg
