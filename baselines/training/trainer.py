@@ -63,6 +63,7 @@ from baselines.training.losses import (
 from baselines.training.schedule import WarmupCosine, lr_factor, make_scheduler
 from bfrcore.cpu_allocator import reuse_freed_memory
 from bfrcore.formats.run import validate_train_config, validate_train_summary
+from bfrcore.versions import suite_version
 
 log = logging.getLogger(__name__)
 
@@ -366,13 +367,8 @@ class Trainer:
         return out
 
     def _payload(self, rank_rng: list[dict] | None = None) -> dict:
-        versions = {"torch": str(torch.__version__)}
-        from importlib.metadata import PackageNotFoundError, version
-
-        try:
-            versions["celebref-suite"] = version("celebref-suite")
-        except PackageNotFoundError:  # running from a source tree that is not installed
-            versions["celebref-suite"] = None
+        # celebref-suite None: running from a source tree that is not installed
+        versions = {"torch": str(torch.__version__), "celebref-suite": suite_version()}
         return {
             "format": CHECKPOINT_FORMAT,
             "model": self.cfg.model,
