@@ -13,8 +13,9 @@ identities in 5-digit folders; the names ``00001`` .. ``01005`` are an assumptio
 (00005, 00022, 00075, 00082, 00086, 00089, 00119, 00121, 00146) but not confirmed. The file records that list's
 sha256 and its sha256 is pinned here (:data:`SPLIT_SHA256`). On a copy whose names hash to the same value, the
 rule gives the shipped test identities exactly; on any other copy it gives that copy's split and says so.
-Construction-side (stdlib only): `celebref build --emit-split FILE` and `bench protocols split` both call
-:func:`emit_for_copy`; the `celebref-hq-v1` protocol reads :func:`shipped_test_identities`.
+Construction-side (stdlib only, plus :mod:`bfrcore.errors`): `celebref build --emit-split FILE` and
+`bench protocols split` both call :func:`emit_for_copy`; the `celebref-hq-v1` protocol reads
+:func:`shipped_test_identities`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import hashlib
 import json
 import os
 from pathlib import Path
+
+from bfrcore.errors import InputError
 
 NAME = "celebref-hq-v1"
 FORMAT = "celebref.identity-split/1"
@@ -35,7 +38,7 @@ SPLIT_SHA256 = "c131a91c4df4152fd67a9c2d27c7c76d11aacb5d57629fae2db044628b984ca5
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 
 
-class SplitError(ValueError):
+class SplitError(InputError):
     """A copy the rule cannot split (not a folder, no identity folders, too few identities) or a changed shipped
     file."""
 

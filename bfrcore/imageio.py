@@ -21,6 +21,8 @@ from typing import Union
 import numpy as np
 from PIL import Image, ImageCms, ImageFile, ImageOps, UnidentifiedImageError
 
+from bfrcore.errors import InputError
+
 #: Default decompression-bomb limit, in pixels (width x height). 100 MP covers any camera in use today.
 DEFAULT_MAX_PIXELS = 100_000_000
 #: Largest encoded file accepted, in bytes.
@@ -33,8 +35,8 @@ REASONS = ("missing", "empty", "too_large", "not_an_image", "unsupported_format"
 ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview]
 
 
-class ImageReadError(ValueError):
-    """An input that is not a usable image. ``reason`` is a short machine-readable code from :data:`REASONS`."""
+class ImageReadError(InputError):
+    """An input that is not a usable image (bad input: the CLIs exit 2). ``reason`` is a short machine-readable code from :data:`REASONS`."""
 
     def __init__(self, reason: str, message: str, source: str = "<bytes>"):
         assert reason in REASONS, reason

@@ -12,10 +12,12 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from bfrcore.errors import InputError
+
 _SAFE_COMPONENT = re.compile(r"^[A-Za-z0-9._\-]+$")
 
 
-class UnsafePathError(ValueError):
+class UnsafePathError(InputError):
     """A name that would escape its root (absolute, '..', drive letters, NUL) or is not a plain file name."""
 
 
@@ -57,7 +59,7 @@ MEMBER_REASONS = ("too_large", "corrupt_archive_member", "unsupported_archive_me
                   "bad_member_name", "truncated_archive")
 
 
-class ArchiveError(ValueError):
+class ArchiveError(InputError):
     """An archive that cannot be used at all (not a zip/tar, no readable member list) or, in :func:`safe_extract`,
     one member that could not be extracted."""
 

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bfrcore.errors import InputError
 from bfrcore.formats import parquet_schema
 from bfrcore.formats.testset import validate_info, validate_params
 from bfrcore.imageio import read_image
@@ -48,7 +49,7 @@ INFO_FILE = "testset.json"
 PARAMS_BASE_COLUMNS = ("image_id", "seed", "kernel_sha256", "lq_sha256", "lq_pixel_sha256")
 
 
-class TestSetError(ValueError):
+class TestSetError(InputError):
     """A folder that is not a (complete, consistent) test set, or whose dataset does not match."""
 
     __test__ = False  # not a pytest class
