@@ -5,7 +5,7 @@ four feature scales, a dictionary of K cluster centres ("atoms") of the HQ faces
 component box is cropped from the feature map and resized to a fixed atom size; the K-means centres of those
 crops are the atoms. The authors release theirs as ``DictionaryCenter512/{part}_{256,128,64,32}_center.npy``.
 
-This module builds such dictionaries (``bench dict build``, see :mod:`baselines.dict_commands`) and reads them:
+This module builds such dictionaries (``bench dict build``: :mod:`baselines.dictionary_build`) and reads them:
 
 - :func:`kmeans`: seeded k-means++ initialisation + Lloyd iterations, in torch (deterministic for a seed on a
   given device; empty clusters take the point farthest from its centre);

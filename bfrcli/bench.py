@@ -2,15 +2,17 @@
 
 from bfrcore.cliutil import build_main
 
+#: The command modules, in `bench --help` order: each package's ``<package>.commands`` (a module, or a package
+#: with one module per subcommand group); ``bfrcli.weights`` spans the packages (the weights registry).
 COMMANDS = (
     "bfrcli.weights",
-    "baselines.dict_commands",
-    "baselines.commands",
+    "baselines.commands.dictionary",
+    "baselines.commands.train",
     "degradations.commands",
     "leaderboard.commands",
-    "evaluation.commands",
-    "evaluation.protocol_commands",
-    "baselines.restore_commands",
+    "evaluation.commands.evaluate",
+    "evaluation.commands.protocols",
+    "baselines.commands.restore",
 )
 
 main = build_main(

@@ -76,21 +76,6 @@ def add_config(p: argparse.ArgumentParser, help: str = "YAML config file") -> No
     p.add_argument("--config", type=Path, default=None, help=help)
 
 
-def resolve_device(name: str) -> str:
-    """'auto' -> 'cuda' when available else 'cpu'; 'cuda' without a GPU is a usage error."""
-    if name == "cpu":
-        return "cpu"
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise UsageError("--device cuda was requested but torch sees no CUDA device")
-        return "cuda"
-    raise UsageError(f"unknown device {name!r}")
-
-
 def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
     level = logging.WARNING if quiet else (logging.INFO if verbose <= 1 else logging.DEBUG)
     if verbose == 0 and not quiet:
@@ -176,10 +161,16 @@ def build_main(prog: str, description: str, command_modules: Sequence[str]) -> C
 
 
 def run_guarded(func: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
-    """Run a command; map errors to exit codes with one clear message (no traceback unless -vv)."""
+    """Run a command; map errors to exit codes with one clear message (no traceback unless -vv).
+
+    Exit 2 (bad input the user can fix): :class:`bfrcore.errors.InputError` and its subclasses (``UsageError``,
+    ``ConfigError``, ``ImageReadError``, ``UnsafePathError``, ``ArchiveError``, ``SplitError``, ``TestSetError``,
+    ...), a malformed input file (``FormatError`` on reading), a missing file or folder, an unknown weights name.
+    Exit 1: our own output failing its contract (``FormatError`` on writing, with a traceback), weights that are
+    missing or fail to download/verify, an interrupt, any other exception (with a traceback).
+    """
     from bfrcore.formats import FormatError
-    from bfrcore.imageio import ImageReadError
-    from bfrcore.weights import MissingWeightsError, UnknownWeightsError, WeightsError
+    from bfrcore.weights import UnknownWeightsError, WeightsError
 
     try:
         rc = func(args)
@@ -187,10 +178,10 @@ def run_guarded(func: Callable[[argparse.Namespace], int | None], args: argparse
     except FormatError as e:  # a malformed input file: exit 2; our own writer's output failing its contract: 1
         _report(e, args, traceback=e.writing)
         return EXIT_FAILURE if e.writing else EXIT_USAGE
-    except (InputError, ImageReadError, FileNotFoundError, NotADirectoryError, UnknownWeightsError) as e:
+    except (InputError, FileNotFoundError, NotADirectoryError, UnknownWeightsError) as e:
         _report(e, args)
         return EXIT_USAGE
-    except (MissingWeightsError, WeightsError) as e:
+    except WeightsError as e:  # MissingWeightsError, download or verification failures
         _report(e, args)
         return EXIT_FAILURE
     except KeyboardInterrupt:

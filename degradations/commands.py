@@ -12,7 +12,6 @@ import argparse
 from pathlib import Path
 
 from bfrcore.cliutil import RunSummary, UsageError, add_seed, add_workers, positive_int, progress
-from bfrcore.safepath import UnsafePathError
 
 
 def register(sub, common) -> None:
@@ -92,15 +91,12 @@ def _progress_cb(args, desc: str):
 
 
 def _verify(args) -> int:
-    from bfrcore.testset import TestSetError
     from degradations.testset import verify_testset
 
     summary = RunSummary("bench degrade --verify")
-    try:
-        rep = verify_testset(args.verify, dataset_root=args.dataset, workers=args.workers,
-                             progress=_progress_cb(args, "verify"))
-    except TestSetError as e:
-        raise UsageError(str(e)) from e
+    # a folder that is not a test set (TestSetError, an InputError) exits 2 with its message
+    rep = verify_testset(args.verify, dataset_root=args.dataset, workers=args.workers,
+                         progress=_progress_cb(args, "verify"))
     summary.done = rep.ok
     for m in rep.mismatched:
         summary.fail("pixels_differ" if m.get("reason") == "pixels differ" else "regenerate_failed")
@@ -124,7 +120,6 @@ def _verify(args) -> int:
 
 def _generate(args) -> int:
     from bfrcore.dataset import FaceDataset
-    from bfrcore.testset import TestSetError
     from degradations.testset import generate_testset
 
     missing = [f for f, v in (("--dataset", args.dataset), ("--preset", args.preset), ("--out", args.out))
@@ -137,13 +132,11 @@ def _generate(args) -> int:
     split = None if args.split == "all" else args.split
     if split not in (None, "train", "test"):
         raise UsageError(f"--split must be test, train or all, got {args.split!r}")
-    try:
-        ds = FaceDataset.load(args.dataset)
-        res = generate_testset(ds, preset, args.seed, args.out, split=split, workers=args.workers,
-                               ids=_parse_ids(args.ids), limit=args.limit, name=args.name,
-                               progress=_progress_cb(args, "degrade"))
-    except (TestSetError, UnsafePathError) as e:
-        raise UsageError(str(e)) from e
+    # TestSetError and UnsafePathError (bad dataset, ids, name or --out) are InputErrors: exit 2 with the message
+    ds = FaceDataset.load(args.dataset)
+    res = generate_testset(ds, preset, args.seed, args.out, split=split, workers=args.workers,
+                           ids=_parse_ids(args.ids), limit=args.limit, name=args.name,
+                           progress=_progress_cb(args, "degrade"))
     summary = RunSummary("bench degrade")
     summary.done = res.n_images
     for s in res.skipped:

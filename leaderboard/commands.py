@@ -3,66 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from bfrcore import cliutil
-
-
-@dataclass
-class LeaderboardOutputs:
-    results: Path
-    markdown: Path
-    csv: Path
-    aggregator: Path
-    html: Path
-    skipped_json: Path
-    plots: list = field(default_factory=list)
-    grids: list = field(default_factory=list)
-    tables: list = field(default_factory=list)
-    skipped: list = field(default_factory=list)
-    notes: list = field(default_factory=list)
-
-
-def build_leaderboard(results: list[Path], out: Path, *, images: list[str] | None = None, n_auto_images: int = 2,
-                      grids: bool = True, testset_roots: list[Path] | None = None, max_refs: int = 3,
-                      tile: int = 160, identity_metric: str | None = None, svg: bool = False,
-                      title: str = "CelebRef-HQ leaderboard") -> LeaderboardOutputs:
-    """Library entry point of the command (see module docstring)."""
-    from leaderboard import export, html, store
-    from leaderboard import grids as grids_mod
-    from leaderboard import plots as plots_mod
-    from leaderboard import tables as tables_mod
-
-    df, skipped = store.collect(results)
-    if df.empty:
-        reasons = "; ".join(f"{s.path}: {s.reason}" for s in skipped[:5])
-        raise cliutil.UsageError(
-            f"no valid summary.json under {', '.join(map(str, results))}"
-            + (f" ({len(skipped)} skipped: {reasons})" if skipped else " (run `bench evaluate` first)"))
-    out.mkdir(parents=True, exist_ok=True)
-    notes: list[str] = []
-    o = LeaderboardOutputs(
-        results=store.write_store(df, out / "results.parquet"),
-        markdown=out / "leaderboard.md", csv=out / "leaderboard.csv", aggregator=out / "aggregator.csv",
-        html=out / "index.html", skipped_json=out / "skipped.json", skipped=skipped, notes=notes)
-    o.tables = tables_mod.build_tables(df)
-    export.write_markdown(o.tables, o.markdown, skipped)
-    export.write_ntire_csv(o.tables, o.csv)
-    export.write_aggregator_csv(o.tables, o.aggregator)
-    o.plots = plots_mod.all_plots(df, out / "plots", svg=svg, identity=identity_metric, notes=notes)
-    if grids:
-        o.grids = grids_mod.comparison_grids(df, out / "grids", images, n_auto=n_auto_images, max_refs=max_refs,
-                                             tile=tile, testset_roots=testset_roots)
-        for g in o.grids:
-            notes += [f"grid {g.title}: {n}" for n in g.notes]
-    html.write_html(o.html, o.tables, o.plots, o.grids, skipped, title=title, notes=notes)
-    tmp = o.skipped_json.with_name(".skipped.json.tmp")
-    tmp.write_text(json.dumps([s.to_dict() for s in skipped], indent=2))
-    os.replace(tmp, o.skipped_json)
-    return o
 
 
 def register(sub, common) -> None:
@@ -95,6 +38,8 @@ def register(sub, common) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from leaderboard.board import LeaderboardOptions, build_leaderboard
+
     if args.n_images < 1 or args.max_refs < 0 or args.tile < 32:
         raise cliutil.UsageError("--n-images must be >= 1, --max-refs >= 0 and --tile >= 32")
     images_arg = (args.images or "auto").strip()
@@ -103,9 +48,10 @@ def run(args: argparse.Namespace) -> int:
     for t in args.testsets:
         if not t.is_dir():
             raise cliutil.UsageError(f"--testsets: no such folder {t}")
-    o = build_leaderboard(args.results, args.out, images=images, n_auto_images=args.n_images, grids=grids,
-                          testset_roots=args.testsets, max_refs=args.max_refs, tile=args.tile,
-                          identity_metric=args.identity_metric, svg=args.svg, title=args.title)
+    options = LeaderboardOptions(images=images, n_auto_images=args.n_images, grids=grids,
+                                 testset_roots=args.testsets, max_refs=args.max_refs, tile=args.tile,
+                                 identity_metric=args.identity_metric, svg=args.svg, title=args.title)
+    o = build_leaderboard(args.results, args.out, options)
     s = cliutil.RunSummary("bench leaderboard")
     s.done = sum(len(t.rows) for t in o.tables)
     for sk in o.skipped:

@@ -149,7 +149,7 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, *, resume: str | os.PathLike | None = "auto",
                  device: str | None = None, on_step: Callable[[int, dict], None] | None = None):
-        from bfrcore.cliutil import resolve_device
+        from bfrcore.devices import resolve_device
 
         self.t_start = time.perf_counter()
         self.cfg = cfg

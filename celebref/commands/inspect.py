@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from bfrcore import cliutil
-from bfrcore.imageio import ImageReadError, file_sha256, pixel_sha256, read_image_with_info
+from celebref.inspection import inspect_files
 
 
 def register(sub, common) -> None:
@@ -17,32 +17,6 @@ def register(sub, common) -> None:
     p.add_argument("paths", nargs="+", type=Path, help="image files or folders (searched recursively)")
     p.add_argument("--json", action="store_true", help="one JSON record per file")
     p.set_defaults(func=run)
-
-
-def _files(paths: list[Path]) -> list[Path]:
-    out: list[Path] = []
-    for p in paths:
-        if p.is_dir():
-            out += sorted(q for q in p.rglob("*") if q.is_file())
-        else:
-            out.append(p)
-    return out
-
-
-def inspect_files(paths: list[Path]) -> list[dict]:
-    """One record per file: ok + format/mode/size/sha256s, or the reason it is unreadable."""
-    records = []
-    for f in _files(paths):
-        rec: dict = {"path": str(f)}
-        try:
-            arr, info = read_image_with_info(f)
-            rec.update(ok=True, format=info.format, mode=info.mode, width=info.width, height=info.height,
-                       exif_transposed=info.exif_transposed, had_alpha=info.had_alpha,
-                       file_sha256=file_sha256(f), pixel_sha256=pixel_sha256(arr))
-        except ImageReadError as e:
-            rec.update(ok=False, reason=e.reason, error=str(e))
-        records.append(rec)
-    return records
 
 
 def run(args: argparse.Namespace) -> int:

@@ -295,7 +295,7 @@ def test_training_updates_extractor_and_selected_atoms_and_round_trips(tmp_path)
 
 
 def test_generic_dictionary_init_runs_kmeans_once(mini_dataset):
-    from baselines.dict_commands import _load_images
+    from baselines.dictionary_build import _load_images
     from baselines.dictionary import build_dictionary
     from bfrcore.dataset import FaceDataset
 

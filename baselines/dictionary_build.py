@@ -1,50 +1,63 @@
-"""`bench dict build`: DFDNet component dictionaries by K-means over HQ component features of a DATASET.
+"""DFDNet component dictionaries from a DATASET: K-means over the HQ component features of its kept images.
 
-    bench dict build --dataset D --out F [--model-config paper|tiny|YAML] [--weights CKPT] [--atoms K]
-                     [--split train] [--max-images N] [--seed 0] [--iters 100] [--batch-size 4] [--device auto]
-
-The features come from the DFDNet of ``--model-config``: VGG19 for 'paper' (needs the torchvision-vgg19 weights),
-the learned extractor for 'tiny' (its seeded initialisation, or the one of ``--weights``, a DFDNet checkpoint).
-Images are the kept images of ``--split`` that have landmarks, resized to the model size. The output folder holds
-``{part}_{F}_center.npy`` (K, C, s, s) and ``dictionary.json``; use it with ``model_config: {dictionary: F}``.
+The library side of `bench dict build` (:mod:`baselines.commands.dictionary`). The features come from the DFDNet of
+``model_config``: VGG19 for 'paper' (needs the torchvision-vgg19 weights), the learned extractor for 'tiny' (its
+seeded initialisation, or the one of ``weights``, a DFDNet checkpoint). Images are the kept images of ``split`` that
+have landmarks, resized to the model size. The output folder holds ``{part}_{F}_center.npy`` (K, C, s, s) and
+``dictionary.json`` (:mod:`baselines.dictionary` writes and reads them).
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import platform
+from collections import Counter
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
-from bfrcore import cliutil
+from bfrcore.errors import InputError
 
 log = logging.getLogger(__name__)
 
 
-def register(sub, common) -> None:
-    p = sub.add_parser("dict", parents=[common], help="DFDNet component dictionaries (K-means over HQ features)")
-    dsub = p.add_subparsers(dest="dict_command", metavar="ACTION")
-    dsub.required = True
-    q = dsub.add_parser("build", parents=[common], help="build {part}_{F}_center.npy dictionaries from a DATASET")
-    q.add_argument("--dataset", type=Path, required=True, help="DATASET folder (bfrcore.dataset format)")
-    cliutil.add_out(q, help="output folder for the .npy files and dictionary.json")
-    q.add_argument("--model-config", default=None,
-                   help="DFDNet config whose feature extractor is used: paper (VGG19, 512), tiny (learned, 128) "
-                        "or a YAML file (default: the --weights checkpoint's config, else paper)")
-    q.add_argument("--weights", default=None,
-                   help="DFDNet checkpoint whose (learned) extractor to use instead of the seeded initialisation")
-    q.add_argument("--atoms", type=int, default=None, help="atoms K per part and scale (default: the config's)")
-    q.add_argument("--split", default="train", help="dataset split to use (default train; 'all' for every split)")
-    q.add_argument("--max-images", type=int, default=0, help="use at most this many images (0 = all)")
-    q.add_argument("--iters", type=int, default=100, help="K-means iterations (default 100)")
-    q.add_argument("--batch-size", type=int, default=4, help="images per feature-extraction batch")
-    cliutil.add_seed(q)
-    cliutil.add_device(q)
-    q.set_defaults(func=run_build)
+class DictionaryBuildError(InputError):
+    """A dictionary cannot be built from these inputs (not a DFDNet checkpoint, a bad config or atom count, an
+    unknown or empty split, too few images for the atoms); the message names the input and the fix."""
+
+
+@dataclass(frozen=True)
+class DictionaryBuildOptions:
+    """What to build. ``model_config``: 'paper' | 'tiny' | a YAML path | a config dict, or None for the
+    ``weights`` checkpoint's config, else 'paper'. ``weights``: a DFDNet checkpoint whose learned extractor to use.
+    ``atoms``: K per part and scale (None: the config's). ``split``: a dataset split or 'all'. ``max_images``:
+    at most this many images (0 = all). ``iters``: K-means iterations. ``batch_size``: images per feature
+    batch. ``device``: a torch device name ('cpu', 'cuda')."""
+
+    model_config: str | dict | None = None
+    weights: str | Path | None = None
+    atoms: int | None = None
+    split: str = "train"
+    max_images: int = 0
+    seed: int = 0
+    iters: int = 100
+    batch_size: int = 4
+    device: str = "cpu"
+
+
+@dataclass
+class DictionaryBuildResult:
+    """What :func:`build_from_dataset` wrote: the dictionary.json ``record``, the ``out`` folder, the number of
+    images used, the images skipped by reason and a one-line ``note`` describing the dictionary."""
+
+    record: dict
+    out: Path
+    n_images: int
+    skipped: Counter = field(default_factory=Counter)
+    note: str = ""
 
 
 def _load_images(ds, ids: list[str], size: int):
@@ -66,16 +79,22 @@ def _load_images(ds, ids: list[str], size: int):
         yield iid, t[0].clamp(0, 1), pts
 
 
-def build_from_dataset(dataset: Path, out: Path, *, model_config=None, weights=None, atoms: int | None = None,
-                       split: str = "train", max_images: int = 0, seed: int = 0, iters: int = 100,
-                       batch_size: int = 4, device: str = "cpu", summary: cliutil.RunSummary | None = None) -> dict:
-    """The library function behind `bench dict build`; returns the dictionary.json record."""
+def build_from_dataset(dataset: Path, out: Path,
+                       options: DictionaryBuildOptions | None = None) -> DictionaryBuildResult:
+    """Build the dictionaries of ``dataset`` into ``out`` (the library function behind `bench dict build`).
+
+    Raises :class:`DictionaryBuildError` (an :class:`~bfrcore.errors.InputError`) for a bad checkpoint, config,
+    atom count or split, or too few images for the atoms; ``FileNotFoundError`` for a missing checkpoint or
+    dataset folder."""
     import torch
 
     from baselines.dictionary import DICTIONARY_FORMAT, build_dictionary, write_dictionary
     from baselines.registry import CHECKPOINT_FORMAT, get_model_info, load_file, resolve_config
     from bfrcore.dataset import FaceDataset
 
+    o = options or DictionaryBuildOptions()
+    model_config, weights, atoms, split = o.model_config, o.weights, o.atoms, o.split
+    max_images, seed, iters, batch_size, device = o.max_images, o.seed, o.iters, o.batch_size, o.device
     info = get_model_info("dfdnet")
     ckpt_state = None
     cfg_source = model_config if model_config is not None else "paper"
@@ -84,19 +103,19 @@ def build_from_dataset(dataset: Path, out: Path, *, model_config=None, weights=N
             raise FileNotFoundError(f"checkpoint {weights} not found")
         ckpt = load_file(weights)
         if not (isinstance(ckpt, dict) and ckpt.get("format") == CHECKPOINT_FORMAT and ckpt.get("model") == "dfdnet"):
-            raise cliutil.UsageError(f"{weights}: not a DFDNet checkpoint of this suite")
+            raise DictionaryBuildError(f"{weights}: not a DFDNet checkpoint of this suite")
         ckpt_state = ckpt.get("ema") or ckpt["state_dict"]
         if model_config is None and ckpt.get("config") is not None:
             cfg_source = ckpt["config"]
     try:
         cfg = resolve_config(info, cfg_source)
     except (ValueError, TypeError) as e:
-        raise cliutil.UsageError(str(e)) from None
+        raise DictionaryBuildError(str(e)) from None
     k = atoms if atoms is not None else cfg.n_atoms
     if k is None:
-        raise cliutil.UsageError("the config does not fix the number of atoms: give --atoms K")
+        raise DictionaryBuildError("the config does not fix the number of atoms: give --atoms K")
     if k < 1:
-        raise cliutil.UsageError("--atoms must be >= 1")
+        raise DictionaryBuildError("--atoms must be >= 1")
     cfg = dataclasses.replace(cfg, dictionary=None, n_atoms=int(k))
     model = info.model_cls(cfg)
     if ckpt_state is not None:
@@ -104,7 +123,7 @@ def build_from_dataset(dataset: Path, out: Path, *, model_config=None, weights=N
         feats = {n: v for n, v in ckpt_state.items() if n.startswith("features.")}
         missing = [n for n in own if n.startswith("features.") and n not in feats]
         if missing:
-            raise cliutil.UsageError(f"{weights}: lacks extractor tensors {missing[:3]}")
+            raise DictionaryBuildError(f"{weights}: lacks extractor tensors {missing[:3]}")
         model.load_state_dict({**own, **feats}, strict=True)
     model = model.to(device).eval()
 
@@ -114,17 +133,17 @@ def build_from_dataset(dataset: Path, out: Path, *, model_config=None, weights=N
     try:
         ids = ds.image_ids(None if split == "all" else split)
     except ValueError as e:
-        raise cliutil.UsageError(str(e)) from None
+        raise DictionaryBuildError(str(e)) from None
     if not ids:
-        raise cliutil.UsageError(f"{dataset}: no kept images in split {split!r}")
-    summary = summary or cliutil.RunSummary("bench dict build")
+        raise DictionaryBuildError(f"{dataset}: no kept images in split {split!r}")
+    skipped: Counter = Counter()
     used: list[str] = []
 
     def batches():
         buf_i, buf_l = [], []
         for iid, img, lm in _load_images(ds, ids, cfg.size):
             if img is None:
-                summary.skip("no landmarks")
+                skipped["no landmarks"] += 1
                 continue
             if max_images and len(used) >= max_images:
                 break
@@ -141,7 +160,7 @@ def build_from_dataset(dataset: Path, out: Path, *, model_config=None, weights=N
         atoms_, stats = build_dictionary(model, batches(), cfg.n_atoms, seed=seed, n_iter=iters,
                                          progress=lambda m: log.info(m))
     except ValueError as e:
-        raise cliutil.UsageError(f"{e} (images used: {len(used)}; lower --atoms or use more images)") from None
+        raise DictionaryBuildError(f"{e} (images used: {len(used)}; lower --atoms or use more images)") from None
     record = {
         "format": DICTIONARY_FORMAT,
         "size": cfg.size,
@@ -162,28 +181,13 @@ def build_from_dataset(dataset: Path, out: Path, *, model_config=None, weights=N
         "versions": {"torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version()},
     }
     write_dictionary(out, atoms_, model, {k_: v for k_, v in record.items() if k_ != "format"})
-    summary.done = len(used)
-    summary.outputs["dictionary"] = str(out)
-    summary.notes.append(f"{cfg.n_atoms} atoms x 4 parts x 4 scales from {len(used)} faces "
-                         f"({cfg.feature_extractor} features at {cfg.size})")
-    return record
+    return DictionaryBuildResult(
+        record=record, out=out, n_images=len(used), skipped=skipped,
+        note=(f"{cfg.n_atoms} atoms x 4 parts x 4 scales from {len(used)} faces "
+              f"({cfg.feature_extractor} features at {cfg.size})"))
 
 
 def _ids_digest(ids: list[str]) -> str:
     import hashlib
 
     return hashlib.sha256("\n".join(ids).encode()).hexdigest()
-
-
-def run_build(args: argparse.Namespace) -> int:
-    device = cliutil.resolve_device(args.device)
-    if args.max_images < 0:
-        raise cliutil.UsageError("--max-images must be >= 0")
-    if args.batch_size < 1:
-        raise cliutil.UsageError("--batch-size must be >= 1")
-    summary = cliutil.RunSummary("bench dict build")
-    build_from_dataset(args.dataset, args.out, model_config=args.model_config, weights=args.weights,
-                       atoms=args.atoms, split=args.split, max_images=args.max_images, seed=args.seed,
-                       iters=args.iters, batch_size=args.batch_size, device=device, summary=summary)
-    summary.print()
-    return 0

@@ -119,33 +119,9 @@ def run_train(args: argparse.Namespace) -> int:
     return cliutil.EXIT_OK
 
 
-def model_rows(pattern: str = "*") -> list[dict]:
-    import dataclasses
-
-    from baselines.registry import get_model_info, list_models
-
-    rows = []
-    for name in list_models(pattern):
-        info = get_model_info(name)
-        cls = info.model_cls
-        configs = {}
-        for cname, c in info.configs.items():
-            d = dataclasses.asdict(c) if dataclasses.is_dataclass(c) else dict(c)
-            configs[cname] = {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-        rows.append({
-            "name": name,
-            "description": info.description,
-            "paper": info.paper,
-            "flags": {"needs_references": cls.needs_references, "uses_references": cls.uses_references,
-                      "needs_landmarks": cls.needs_landmarks, "trainable": cls.trainable},
-            "default_config": info.default_config,
-            "configs": configs,
-            "pretrained": dict(info.pretrained),
-        })
-    return rows
-
-
 def run_models(args: argparse.Namespace) -> int:
+    from baselines.catalog import model_rows
+
     rows = model_rows(args.pattern)
     if args.json:
         print(json.dumps(rows, indent=2, default=str))

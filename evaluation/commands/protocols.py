@@ -107,14 +107,13 @@ def cmd_show(args) -> int:
 
 def cmd_testset(args) -> int:
     from bfrcore.formats import FormatError
-    from bfrcore.testset import TestSetError
     from evaluation.protocols import ProtocolError
     from evaluation.protocols.apply import make_testset
 
     p = _get(args.name)
-    try:
+    try:  # TestSetError (bad dataset or test set folder) is an InputError: exit 2 as it is
         res = make_testset(p, args.dataset, args.out, workers=args.workers, limit=args.limit)
-    except (ProtocolError, TestSetError, FormatError) as e:
+    except (ProtocolError, FormatError) as e:  # FormatError: exit 2 here, also for a check on writing
         raise cliutil.UsageError(str(e)) from e
     s = cliutil.RunSummary(f"bench protocols testset {p.name}")
     s.done = res.n_images
@@ -126,13 +125,10 @@ def cmd_testset(args) -> int:
 
 
 def cmd_split(args) -> int:
-    from bfrcore.celebrefhq_split import SplitError, dumps, emit_for_copy
+    from bfrcore.celebrefhq_split import dumps, emit_for_copy
     from bfrcore.imageio import write_bytes_atomic
 
-    try:
-        doc, same = emit_for_copy(args.celebref_root)
-    except SplitError as e:
-        raise cliutil.UsageError(str(e)) from e
+    doc, same = emit_for_copy(args.celebref_root)  # SplitError (not a CelebRef-HQ copy) is an InputError: exit 2
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(args.out, dumps(doc))
     s = cliutil.RunSummary("bench protocols split")

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from bfrcore import cliutil
+from bfrcore.devices import resolve_device
 from evaluation.metrics import DEFAULT_METRICS, MetricOptions
 
 
@@ -144,7 +145,7 @@ def cmd_evaluate(args) -> int:
     check_metric_names(args.metrics)
     from evaluation.runner import EvaluateConfig, evaluate
 
-    device = cliutil.resolve_device(args.device)
+    device = resolve_device(args.device)
     cfg = EvaluateConfig(model=args.model, testset=args.testset, out=args.out or Path("results"), config=args.config,
                          weights=args.weights, name=args.name, metrics=args.metrics, modes=args.mode,
                          batch_size=args.batch_size, device=device, max_refs=args.max_refs, limit=args.limit,
@@ -165,7 +166,7 @@ def cmd_score(args) -> int:
 
     proto = apply_to_args(args, command="score")
     check_metric_names(args.metrics)
-    device = cliutil.resolve_device(args.device)
+    device = resolve_device(args.device)
     cfg = ScoreConfig(pred=args.pred, testset=args.testset, out=args.out or Path("results"), name=args.name,
                       mode=args.mode, pattern=args.pattern, metrics=args.metrics, batch_size=args.batch_size,
                       device=device, max_refs=args.max_refs, limit=args.limit, resize=args.resize,

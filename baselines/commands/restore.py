@@ -16,6 +16,7 @@ import argparse
 from pathlib import Path
 
 from bfrcore import cliutil
+from bfrcore.devices import resolve_device
 
 
 def register(sub, common) -> None:
@@ -50,7 +51,7 @@ def run_restore(args: argparse.Namespace) -> int:
         raise cliutil.UsageError("--max-refs must be >= 1")
     if not 0.0 < args.feather <= 0.5:
         raise cliutil.UsageError("--feather must be in (0, 0.5]")
-    device = cliutil.resolve_device(args.device)
+    device = resolve_device(args.device)
     out = args.out or Path("restored") / args.model
     m = restore_folder(args.model, args.input, out, refs=args.refs, weights=args.weights, config=args.config,
                        aligned=args.aligned, device=device, seed=args.seed, detector=args.detector,
