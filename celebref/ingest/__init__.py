@@ -15,6 +15,9 @@ An item is a plain dict: ``item_id`` (sha256 of the bytes), ``source_kind``, ``s
 ``path`` (a local file holding the bytes), ``name`` (weak label or None), ``aligned``, ``provenance`` (dict),
 ``order`` (source index, position). Exact duplicates (same sha256) collapse onto the first occurrence; the
 others are recorded as ``exact_duplicate`` rejections.
+
+This package never imports :mod:`celebref.pipeline` (the pipeline calls it): its config sections live in
+:mod:`celebref.ingest.config`, its byte store in :mod:`celebref.ingest.blobs`.
 """
 
 from __future__ import annotations
@@ -24,15 +27,16 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bfrcore.errors import InputError
 from bfrcore.imageio import file_sha256
-from celebref.pipeline.config import BuildConfig
+from celebref.ingest.config import SourcesConfig
 
 SOURCE_KINDS = ("folder", "archive", "celebrefhq", "hf", "urls")
 _ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 
 
-class SourceError(ValueError):
-    """A source that cannot be read at all (bad path, unsafe archive, unknown kind)."""
+class SourceError(InputError):
+    """A source that cannot be read at all (bad path, unsafe archive, unknown kind); the CLI exits 2."""
 
 
 @dataclass(frozen=True)
@@ -95,7 +99,7 @@ def parse_source(text: str) -> SourceSpec:
     raise SourceError(f"source {text!r} not found")
 
 
-def ingest_sources(specs: list[SourceSpec], cache_root: Path, cfg: BuildConfig, *, quiet: bool = True,
+def ingest_sources(specs: list[SourceSpec], cache_root: Path, cfg: SourcesConfig, *, quiet: bool = True,
                    executor=None) -> IngestResult:
     """Read every source (in order), then collapse exact duplicates. Deterministic for the same inputs.
     ``executor`` (optional): URL downloads are spread over its workers, partitioned by host."""
@@ -179,7 +183,7 @@ def name_for(rel_parts: tuple[str, ...], mode: str) -> str | None:
     return rel_parts[0] if mode == "first_dir" else rel_parts[-2]
 
 
-def ingest_urls(path: Path, cache_root: Path, cfg: BuildConfig, *, source: str, source_index: int,
+def ingest_urls(path: Path, cache_root: Path, cfg: SourcesConfig, *, source: str, source_index: int,
                 quiet: bool = True, executor=None) -> IngestResult:
     from celebref.ingest.urls import crawl, read_url_list
 

@@ -15,7 +15,7 @@ from bfrcore.safepath import MemberReject, UnsafePathError, extract_members
 from celebref.ingest import IngestResult, SourceError, is_celebrefhq_layout, name_for, reject_record
 from celebref.ingest.celebrefhq import ingest_celebrefhq
 from celebref.ingest.folder import ingest_folder
-from celebref.pipeline.config import IngestConfig
+from celebref.ingest.config import IngestConfig
 
 #: version of the extraction record (``extract.json``); a different one re-extracts
 EXTRACT_FORMAT = 2

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from celebref.ingest import IngestResult, SourceError, is_celebrefhq_layout
 from celebref.ingest.folder import ingest_folder
-from celebref.pipeline.config import IngestConfig
+from celebref.ingest.config import IngestConfig
 
 
 def ingest_celebrefhq(root: Path, cfg: IngestConfig, *, source: str, source_index: int,

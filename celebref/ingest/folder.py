@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from celebref.ingest import IngestResult, SourceError, make_item, name_for, reject_record
-from celebref.pipeline.config import IngestConfig
+from celebref.ingest.config import IngestConfig
 
 _KINDS = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
           (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"))

@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from celebref.ingest import IngestResult, SourceError, make_item, reject_record
-from celebref.pipeline.cache import store_blob
-from celebref.pipeline.config import IngestConfig
+from celebref.ingest.blobs import store_blob
+from celebref.ingest.config import IngestConfig
 
 NAME_COLUMNS = ("name", "identity", "label", "person", "celebrity")
 

@@ -53,8 +53,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from celebref.pipeline.cache import blob_path, store_blob
-from celebref.pipeline.config import CrawlConfig
+from celebref.ingest.blobs import blob_path, store_blob
+from celebref.ingest.config import CrawlConfig
 
 log = logging.getLogger("celebref.pipeline.crawl")
 

@@ -6,18 +6,7 @@ or crawled URL lists. See docs/build.md.
     result = build_dataset(["photos/"], "out/", load_config("build.yaml"), workers=2)
 """
 
+from celebref.pipeline.builder import BuildResult, build_dataset, load_truth
 from celebref.pipeline.config import BuildConfig, ConfigError, load_config, parse_config
-
-# The builder imports celebref.ingest, which imports this package's config: load the builder on first use.
-_LAZY = {"BuildResult", "build_dataset", "load_truth"}
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        from celebref.pipeline import builder
-
-        return getattr(builder, name)
-    raise AttributeError(f"module 'celebref.pipeline' has no attribute {name!r}")
-
 
 __all__ = ["BuildConfig", "BuildResult", "ConfigError", "build_dataset", "load_config", "load_truth", "parse_config"]

@@ -104,19 +104,6 @@ def shard_hash(item_ids: Iterable[str]) -> str:
     return h.hexdigest()[:16]
 
 
-def blob_path(cache_root: Path, sha256: str) -> Path:
-    """Content-addressed store for ingested bytes that have no stable file of their own (HF rows, downloads)."""
-    return Path(cache_root) / "blobs" / sha256[:2] / sha256
-
-
-def store_blob(cache_root: Path, data: bytes, sha256: str | None = None) -> tuple[Path, str]:
-    sha = sha256 or hashlib.sha256(data).hexdigest()
-    p = blob_path(cache_root, sha)
-    if not p.is_file():
-        write_bytes_atomic(p, data)
-    return p, sha
-
-
 def dir_size(path: Path) -> int:
     total = 0
     for dp, _, files in os.walk(path):

@@ -19,7 +19,8 @@ from PIL import Image
 
 from celebref.ingest import ingest_sources, parse_source
 from celebref.ingest.urls import crawl, read_url_list
-from celebref.pipeline.config import CrawlConfig, parse_config
+from celebref.ingest.config import CrawlConfig
+from celebref.pipeline.config import parse_config
 from tests.celebref.build_support import Site
 from tests.helpers import PROJECT_ROOT, tiny_image
 
@@ -121,7 +122,7 @@ def test_url_source_through_ingest(site, tmp_path):
 _CHILD = r"""
 import sys
 from pathlib import Path
-from celebref.pipeline.config import CrawlConfig
+from celebref.ingest.config import CrawlConfig
 from celebref.ingest.urls import crawl, read_url_list
 cfg = CrawlConfig(concurrency=1, per_host_concurrency=1, per_host_rate=1000.0, timeout_s=5, retries=0)
 crawl(read_url_list(sys.argv[1]), Path(sys.argv[2]), cfg)

@@ -108,7 +108,7 @@ def test_dask_crawl_partitions_urls_by_host(dask_cluster, tmp_path):
     from PIL import Image
 
     from celebref.ingest.urls import UrlRow, crawl, host_partitions
-    from celebref.pipeline.config import CrawlConfig
+    from celebref.ingest.config import CrawlConfig
     from tests.celebref.build_support import Site
     from tests.helpers import tiny_image
 

@@ -26,7 +26,7 @@ from PIL import Image
 from bfrcore.cliutil import setup_logging
 from celebref.ingest import ingest_sources, parse_source
 from celebref.ingest.urls import CrawlState, crawl, read_url_list
-from celebref.pipeline.cache import blob_path
+from celebref.ingest.blobs import blob_path
 from celebref.pipeline.config import CrawlConfig, parse_config
 from tests.celebref.build_support import Site
 from tests.helpers import tiny_image
