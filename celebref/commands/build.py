@@ -71,8 +71,8 @@ def celebrefhq_root(sources: list[str]) -> Path:
 def run(args: argparse.Namespace) -> int:
     import yaml
 
-    from celebref.ingest import SourceError
-    from celebref.pipeline import ConfigError, build_dataset, load_config
+    from celebref.pipeline import build_dataset, load_config
+    from celebref.pipeline.executor import ExecutorError
 
     if args.device == "cuda":
         raise cliutil.UsageError("celebref build has no GPU path: its detectors, embedders and quality scores run "
@@ -81,10 +81,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = list(args.set)
     if args.seed is not None:
         overrides.append(f"seed={args.seed}")
-    try:
-        cfg = load_config(args.config, overrides)
-    except ConfigError as e:
-        raise cliutil.UsageError(str(e)) from e
+    cfg = load_config(args.config, overrides)  # ConfigError (an InputError): exit 2
     if args.print_config:
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
         return cliutil.EXIT_OK
@@ -100,13 +97,11 @@ def run(args: argparse.Namespace) -> int:
         raise cliutil.UsageError("--address needs --executor dask")
     # the split depends on the copy's folder names only: computed (and refused) before any build work
     split = split_of_copy(celebrefhq_root(args.source)) if args.emit_split is not None else None
-    from celebref.pipeline.executor import ExecutorError
-
-    try:
+    try:  # a bad source or config raises SourceError / ConfigError (InputErrors): exit 2 like a usage error
         res = build_dataset(args.source, args.out, cfg, workers=args.workers, truth=args.truth, mode=args.mode,
                             executor=args.executor, address=args.address, quiet=args.quiet,
                             curation=args.curation)
-    except (SourceError, ConfigError, ExecutorError) as e:
+    except ExecutorError as e:  # no scheduler at --address, workers that cannot see the files
         raise cliutil.UsageError(str(e)) from e
     info = res.info
     summary = cliutil.RunSummary("celebref build")

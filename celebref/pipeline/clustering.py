@@ -214,8 +214,8 @@ def _cluster_knn(x, *, metric, threshold, algorithm, linkage, k, index, max_exac
                 sel = np.isin(i, members) & np.isin(j, members)
                 pos = np.full(n, -1)
                 pos[members] = np.arange(len(members))
-                sub = sparse_average_linkage(x[members], pos[i[sel]], pos[j[sel]], d[sel], threshold, metric,
-                                             linkage)
+                sub = sparse_average_linkage(x[members], pos[i[sel]], pos[j[sel]], d[sel], threshold,
+                                             metric=metric, linkage=linkage)
                 n_sparse += len(members)
             sub = canonical(sub)
             labels[members] = sub + next_label
@@ -228,7 +228,7 @@ def _cluster_knn(x, *, metric, threshold, algorithm, linkage, k, index, max_exac
     return canonical(labels)
 
 
-def sparse_average_linkage(x: np.ndarray, i: np.ndarray, j: np.ndarray, d: np.ndarray, threshold: float,
+def sparse_average_linkage(x: np.ndarray, i: np.ndarray, j: np.ndarray, d: np.ndarray, threshold: float, *,
                            metric: str = "euclidean", linkage: str = "average") -> np.ndarray:
     """Agglomerative clustering on a sparse graph (for components too large for the all-pairs linkage).
 

@@ -5,6 +5,9 @@ differ in at most ``dedup.phash_max_distance`` bits AND their identity embedding
 Greedy and deterministic: faces are visited best first (larger real face size, then sharper, then face id); a face
 is kept unless it is a near-duplicate of a face already kept, in which case it is rejected with
 ``duplicate_of`` naming that face.
+
+As a pipeline stage (:func:`dedup_stage`) it runs inside every identity group on the faces no earlier stage
+rejected, and records ``dedup``/``near_duplicate`` rejections with the kept face in ``duplicate_of``.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import numpy as np
 
 from celebref.pipeline.config import DedupConfig
 from celebref.pipeline.quality import hamming_hex
+from celebref.pipeline.records import BuildRecords
 
 
 def quality_rank_key(face: dict):
@@ -48,3 +52,21 @@ def near_duplicates(faces: list[dict], emb: dict[str, np.ndarray], metric: str, 
         else:
             kept.append(f)
     return out
+
+
+def dedup_stage(records: BuildRecords, groups: dict[str, dict], cfg: DedupConfig) -> dict[str, list[str]]:
+    """Near-duplicates within each identity group (``groups``: key -> {"faces": [...], ...}, the identity
+    stage's). Returns the survivors of every group: key -> face ids (group order kept)."""
+    emb = records.embeddings()
+    survivors: dict[str, list[str]] = {}
+    for gkey, g in groups.items():
+        members = [f for f in g["faces"] if records.faces[f].kept]
+        dups = near_duplicates(
+            [{"face_id": f, "phash": records.faces[f].measures.get("phash"),
+              "eye_distance": records.faces[f].measures["eye_distance"],
+              "sharpness": records.faces[f].measures.get("sharpness")} for f in members], emb, records.metric, cfg)
+        for f, (kept_f, detail) in dups.items():
+            records.faces[f].reject("dedup", "near_duplicate", detail)
+            records.faces[f].duplicate_of = kept_f
+        survivors[gkey] = [f for f in members if f not in dups]
+    return survivors

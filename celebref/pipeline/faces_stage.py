@@ -152,18 +152,33 @@ def resolve_detector(name: str) -> str:
     return "insightface" if weights.locate("insightface-buffalo_l") is not None else "dlib-hog"
 
 
-def _face_record(face_id, k, img, lm68, box, score, detector, lm5, tf, aligned, landmarks_source, n_det):
+@dataclass(frozen=True)
+class FoundFace:
+    """One face as found in the source photo: detector box (x1, y1, x2, y2, px) and score (None when the
+    landmarks were placed in the known aligned box), 68 and 5 landmarks (source px) and where they came from
+    (``detector`` or ``aligned_box``)."""
+
+    box: tuple
+    score: float | None
+    lm68: np.ndarray
+    lm5: np.ndarray
+    landmarks_source: str
+
+
+def _face_record(face_id: str, k: int, img: np.ndarray, found: FoundFace, *, detector: str, tf: dict,
+                 aligned: bool, n_det: int) -> dict:
     h, w = img.shape[:2]
+    lm68 = found.lm68
     yaw, pitch, roll = head_pose(lm68, w, h)
     return {
         "face_id": face_id,
         "face_index": k,
-        "box": [float(v) for v in box],
-        "det_score": float(score) if score is not None else None,
+        "box": [float(v) for v in found.box],
+        "det_score": float(found.score) if found.score is not None else None,
         "detector": detector,
         "landmarks68_source": [float(v) for v in np.asarray(lm68, np.float64).reshape(-1)],
-        "landmarks5_source": [float(v) for v in np.asarray(lm5, np.float64).reshape(-1)],
-        "landmarks_source": landmarks_source,
+        "landmarks5_source": [float(v) for v in np.asarray(found.lm5, np.float64).reshape(-1)],
+        "landmarks_source": found.landmarks_source,
         "transform": tf,
         "eye_distance": float(np.hypot(*(lm68[42:48].mean(0) - lm68[36:42].mean(0)))),
         "yaw": yaw,
@@ -225,12 +240,14 @@ def process_item(item: dict, params: FacesParams) -> tuple[dict | None, str | No
                   "padding": "none", "source_size": [w, h], "quad_side": float(w), "eye_distance": None,
                   "padded_fraction": 0.0, "upsample_factor": size / w}
             lm_al = (np.asarray(lm, np.float64) + 0.5) * s - 0.5
-            rec = _face_record(face_id, 0, img, lm, box, score, detector, lm5, tf, True, lsrc, len(dets))
+            rec = _face_record(face_id, 0, img, FoundFace(box, score, lm, lm5, lsrc), detector=detector, tf=tf,
+                               aligned=True, n_det=len(dets))
         else:
             out, t = align_face(img, lm, size, transform_size=cfg.transform_size, padding=cfg.padding)
             tf = {"kind": "ffhq", **t.to_dict()}
             lm_al = t.to_aligned(lm)
-            rec = _face_record(face_id, 0, img, lm, box, score, detector, lm5, tf, False, lsrc, len(dets))
+            rec = _face_record(face_id, 0, img, FoundFace(box, score, lm, lm5, lsrc), detector=detector, tf=tf,
+                               aligned=False, n_det=len(dets))
         rec["transform"]["eye_distance"] = rec["eye_distance"]
         rec["landmarks68_aligned"] = [float(v) for v in np.asarray(lm_al, np.float64).reshape(-1)]
         rec["blockiness"] = None
@@ -260,7 +277,8 @@ def process_item(item: dict, params: FacesParams) -> tuple[dict | None, str | No
         lm5 = d.landmarks5 if d.landmarks5 is not None else five_points(lm)
         out, t = align_face(img, lm, size, transform_size=cfg.transform_size, padding=cfg.padding)
         tf = {"kind": "ffhq", **t.to_dict()}
-        rec = _face_record(face_id, k, img, lm, d.box, d.score, detector, lm5, tf, False, "detector", len(dets))
+        rec = _face_record(face_id, k, img, FoundFace(d.box, d.score, lm, lm5, "detector"), detector=detector,
+                           tf=tf, aligned=False, n_det=len(dets))
         rec["landmarks68_aligned"] = [float(v) for v in np.asarray(t.to_aligned(lm), np.float64).reshape(-1)]
         rec["blockiness"] = blockiness(grey, d.box)
         files[f"{face_id}.png"] = encode_png(out, params.png_compress_level)

@@ -6,7 +6,12 @@ labelled photo, flagged ``name_outlier`` and dropped. A cluster claimed by sever
 several labels (``shared_cluster = merge``: one identity, the most frequent name, the rest kept as aliases) or
 ``split`` by name (unlabelled faces of such a cluster are dropped as ``ambiguous_cluster``). Clusters no name
 claims become unnamed identities (their labelled faces are outliers of other names, already dropped).
-``min_images`` is applied by the builder after the quality and near-duplicate filters.
+``min_images`` is applied after the quality and near-duplicate filters (:func:`apply_min_images`).
+
+As a pipeline stage (:func:`identity_stage`) it reads the :class:`~celebref.pipeline.records.FaceRecord` of every
+embedded face, is cached by the stage runner (:func:`~celebref.pipeline.runner.run_global_stage`, keyed by the
+config, the embed stage's key and the faces with their name labels), and writes back each face's cluster, group
+and ``identity`` rejection (:func:`apply_groups`); a review's curation is applied in between (:func:`curate`).
 
 Purity levers (off by default; measured in docs/build.md): ``split_margin`` splits a cluster whose two
 average-linkage halves are far apart compared with their own spread (:func:`split_bimodal`); ``core_margin`` drops
@@ -16,13 +21,17 @@ the members not clearly nearer their own cluster's centre than any other (``iden
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from celebref.pipeline.clustering import DEFAULT_THRESHOLDS, cluster, resolve_neighbors
 from celebref.pipeline.config import IdentityConfig
+from celebref.pipeline.records import BuildRecords
+from celebref.pipeline.runner import GlobalRun, GlobalStage, run_global_stage
 
 VERSION = "4"  # 3: near-duplicates count once in the subgroup test; 4: split_margin, core_margin
 
@@ -45,6 +54,77 @@ class IdentityGroups:
     def from_json(cls, d: dict) -> "IdentityGroups":
         return cls(d["clusters"], d["group_of"], d["groups"], {k: tuple(v) for k, v in d["rejects"].items()},
                    d["threshold"], d.get("stats", {}))
+
+
+STAGE = GlobalStage("identity", VERSION, "groups.json", IdentityGroups.to_json, IdentityGroups.from_json)
+
+
+def identity_stage(records: BuildRecords, *, embedder: str, cfg: IdentityConfig, cache_root: Path,
+                   embed_key: str) -> GlobalRun:
+    """Cluster and name the embedded faces (cached by the stage runner). ``result``: :class:`IdentityGroups`."""
+    faces = records.clustered()
+    face_ids = [f.face_id for f in faces]
+    names = [f.photo.name for f in faces]
+    # the faces (and their weak labels) are part of the key: the embed key alone does not say which faces failed
+    face_key = hashlib.sha256("\n".join(f"{f}\t{n}" for f, n in zip(face_ids, names)).encode()).hexdigest()
+    params = {"identity": cfg, "embedder": embedder, "metric": records.metric}
+
+    def compute() -> IdentityGroups:
+        x = np.stack([f.embedding for f in faces]) if faces else np.zeros((0, 128), np.float32)
+        return assign_identities(face_ids, x, names, metric=records.metric, embedder=embedder, cfg=cfg)
+
+    return run_global_stage(STAGE, compute, params, cache_root=cache_root, upstream=(embed_key, face_key))
+
+
+@dataclass
+class Curated:
+    """:func:`curate`'s outcome: the curated groups and the ``curation`` record of build.json (None without one)."""
+
+    groups: IdentityGroups
+    record: dict | None = None
+
+
+def curate(records: BuildRecords, groups: IdentityGroups, curation) -> Curated:
+    """Apply a review's curation (``(Curation, file sha256)`` from :func:`celebref.review.curation.load_curation`,
+    or None) to ``groups``: tags the curated faces and rejects those it rejects (stage ``curation``)."""
+    if curation is None:
+        return Curated(groups)
+    import logging
+
+    from celebref.review.curation import apply_curation
+
+    cres = apply_curation(groups, curation[0])
+    for fid, label in cres.curated.items():
+        records.faces[fid].curated = label
+    for fid, (reason, detail) in cres.rejects.items():
+        records.faces[fid].reject("curation", reason, detail)
+    for w in cres.warnings:
+        logging.getLogger("celebref.pipeline").warning("curation: %s", w)
+    return Curated(cres.groups, cres.record(*curation))
+
+
+def apply_groups(records: BuildRecords, groups: IdentityGroups) -> None:
+    """Write the identity stage's outcome into the face records: cluster, group and ``identity`` rejections."""
+    for fid, (reason, detail) in groups.rejects.items():
+        records.faces[fid].reject("identity", reason, detail)
+    for fid, c in groups.clusters.items():
+        records.faces[fid].cluster = c
+    for fid, g in groups.group_of.items():
+        records.faces[fid].group = g
+
+
+def apply_min_images(records: BuildRecords, survivors: dict[str, list[str]], min_images: int) -> dict[str, list[str]]:
+    """Groups left with fewer than ``min_images`` faces after the quality and near-duplicate filters lose them
+    (``identity``/``too_few_images``). Returns the final groups: key -> sorted face ids."""
+    final = {}
+    for gkey, fl in survivors.items():
+        if len(fl) < min_images:
+            for f in fl:
+                records.faces[f].reject("identity", "too_few_images",
+                                        f"{len(fl)} image(s) left after filtering < identity.min_images={min_images}")
+        else:
+            final[gkey] = sorted(fl)
+    return final
 
 
 def threshold_for(cfg: IdentityConfig, embedder: str) -> float:

@@ -1,4 +1,6 @@
-"""Stage 4, quality: per-face scores (cached per item) and threshold decisions (recomputed on every run: cheap).
+"""Stage 4, quality: per-face scores (cached per item) and threshold decisions (recomputed on every run: cheap;
+:func:`decide_stage` writes each face record's :class:`~celebref.pipeline.records.QualityDecision` and its
+``quality`` rejection).
 
 Scores, all on the aligned crop unless noted (the face region is the fixed FFHQ face box, 96..406 x 156..465
 at 512 px, scaled to the crop size):
@@ -30,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from celebref.pipeline.config import QualityConfig
+from celebref.pipeline.records import BuildRecords, QualityDecision
 
 VERSION = "3"
 
@@ -236,3 +239,13 @@ def decide(scores: dict, cfg: QualityConfig) -> tuple[str | None, str | None, li
                 detail = (f"tone_r2={vals['tone_r2']:.3f} > max_tone_r2={cfg.max_tone_r2:g} with "
                           f"chroma={ch:.3g} < sepia_max_chroma={cfg.sepia_max_chroma:g}")
     return first, detail, flags
+
+
+def decide_stage(records: BuildRecords, cfg: QualityConfig) -> None:
+    """Decide every clustered face (identity rejects included: their flags are recorded too); a failing face not
+    rejected by an earlier stage is rejected with stage ``quality`` and its first failing check."""
+    for face in records.clustered():
+        reason, detail, flags = decide(face.measures, cfg)
+        face.quality = QualityDecision(reason, detail, tuple(flags))
+        if reason:
+            face.reject("quality", reason, detail)

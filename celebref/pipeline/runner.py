@@ -5,6 +5,9 @@ keys them (see :mod:`celebref.pipeline.cache`), cuts the items (sorted by id) in
 skips shards whose stats file exists and items whose result file exists, hands the rest to an
 :class:`~celebref.pipeline.executor.Executor`, and writes each shard's ``<hash>_stats.json`` (counts by outcome)
 last, as its commit marker. A stage function that raises records ``error_<Type>`` for that item; the run goes on.
+
+Global stages (one computation over every face, e.g. the identity clustering) are cached the same way by
+:func:`run_global_stage`: one result file under ``<cache>/<stage>/<key>/``, keyed like the per-item stages.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from bfrcore.imageio import write_bytes_atomic
-from celebref.pipeline.cache import StageCache, shard_hash, stage_key, write_json_atomic
+from celebref.pipeline.cache import StageCache, read_json, shard_hash, stage_key, write_json_atomic
 from celebref.pipeline.executor import Executor, ShardFailure
 
 log = logging.getLogger("celebref.pipeline")
@@ -133,3 +136,42 @@ def run_item_stage(name: str, version: str, fn: Callable, params: Any, items: li
         run.records[iid] = rec
         run.counts[rec["reason"] or "ok"] += 1
     return run
+
+
+@dataclass(frozen=True)
+class GlobalStage:
+    """A stage computed once over the whole build. Its result is stored as JSON in ``result_file`` of its cache
+    folder: ``encode`` turns the result into plain JSON data, ``decode`` back."""
+
+    name: str
+    version: str
+    result_file: str
+    encode: Callable[[Any], Any]
+    decode: Callable[[Any], Any]
+
+
+@dataclass
+class GlobalRun:
+    """The outcome of :func:`run_global_stage`: the stage's key, its result, whether it came from the cache."""
+
+    name: str
+    key: str
+    result: Any
+    cached: bool
+    seconds: float
+
+
+def run_global_stage(stage: GlobalStage, compute: Callable[[], Any], params: Any, *, cache_root: Path,
+                     upstream: tuple[str, ...]) -> GlobalRun:
+    """The cached result of ``stage`` at the key of (``params``, ``upstream``), else ``compute()`` (stored, the
+    result file written last as the commit marker)."""
+    key = stage_key(stage.name, stage.version, params, upstream)
+    cache = StageCache(cache_root, stage.name, key)
+    path = cache.result_path(stage.result_file)
+    t0 = time.perf_counter()
+    if path.is_file():
+        return GlobalRun(stage.name, key, stage.decode(read_json(path)), True, time.perf_counter() - t0)
+    result = compute()
+    cache.write_meta({"stage": stage.name, "version": stage.version, "params": params, "upstream": list(upstream)})
+    write_json_atomic(path, stage.encode(result))
+    return GlobalRun(stage.name, key, result, False, time.perf_counter() - t0)
