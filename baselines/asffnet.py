@@ -44,6 +44,7 @@ from baselines.blocks import (
     sn_conv2d,
     to_m11,
 )
+from baselines.landmarks import LandmarkFallback
 from baselines.registry import ModelInfo, register_model, unwrap_state_dict
 from baselines.warping import (
     MLS_POINTS,
@@ -234,7 +235,7 @@ class UpDilateResBlock(nn.Module):
 
 
 # ------------------------------------------------------------------------------------------------- the model
-class ASFFNet(SpectralNormModel, RestorationModel):
+class ASFFNet(LandmarkFallback, SpectralNormModel, RestorationModel):
     needs_references = True
     uses_references = True
     needs_landmarks = True
@@ -262,9 +263,6 @@ class ASFFNet(SpectralNormModel, RestorationModel):
         self.Mask_CModel = MaskConditionModel(c)
         self.Component_CModel = ComponentConditionModel(c)
         self.finish_init()
-        self._landmark_provider = None
-        #: where the landmarks of the last restore() came from when it had to find them itself
-        self.last_landmark_sources: dict[str, Any] | None = None
         #: index of the guidance reference chosen for each sample by the last call
         self.last_selection: list[int] | None = None
 
@@ -291,30 +289,12 @@ class ASFFNet(SpectralNormModel, RestorationModel):
         return self.UpModel(self.MSDilate(fea) + lq_f)
 
     # -------------------------------------------------------------------------------------------- interface
-    @property
-    def landmark_provider(self):
-        if self._landmark_provider is None:
-            from baselines.landmarks import LandmarkProvider
-
-            self._landmark_provider = LandmarkProvider()
-        return self._landmark_provider
-
     def _prepare(self, lq, landmarks, refs, ref_landmarks):
         size = self.config.size
         if lq.ndim == 4 and tuple(lq.shape[-2:]) != (size, size):
             raise ValueError(f"asffnet: lq must be {size}x{size} aligned faces (config size), got {tuple(lq.shape)}")
         refs, ref_landmarks = resize_refs(refs, ref_landmarks, size)
-        sources: dict[str, Any] = {}
-        if landmarks is None and lq.ndim == 4:
-            landmarks, res = self.landmark_provider.batch(lq)
-            sources["lq"] = [r.source for r in res]
-        if refs and ref_landmarks is None:
-            ref_landmarks, sources["refs"] = [], []
-            for r in refs:
-                pts, res = self.landmark_provider.batch(r)
-                ref_landmarks.append(pts)
-                sources["refs"].append([x.source for x in res])
-        self.last_landmark_sources = sources or None
+        landmarks, ref_landmarks = self.fill_landmarks(lq, landmarks, refs, ref_landmarks)
         self.check_inputs(lq, landmarks, refs, ref_landmarks)
         return landmarks, refs, ref_landmarks
 

@@ -49,6 +49,7 @@ from baselines.base import RestorationModel
 from baselines.blocks import LRELU, SFTUpBlock, SpectralNormModel, adain, calc_mean_std, conv2d, sn_conv2d
 from baselines.components import REFERENCE_SIZE, feature_boxes
 from baselines.dictionary import PARTS, build_dictionary, read_dictionary, read_info
+from baselines.landmarks import LandmarkFallback
 from baselines.registry import ModelInfo, register_model, unwrap_state_dict
 
 log = logging.getLogger(__name__)
@@ -291,7 +292,7 @@ def attention_block(channels: int) -> nn.Sequential:
 
 
 # ------------------------------------------------------------------------------------------------- the model
-class DFDNet(SpectralNormModel, RestorationModel):
+class DFDNet(LandmarkFallback, SpectralNormModel, RestorationModel):
     needs_references = False
     uses_references = False
     needs_landmarks = True
@@ -345,8 +346,6 @@ class DFDNet(SpectralNormModel, RestorationModel):
         self.head = nn.Sequential(sn_conv2d(ngf, ngf), nn.LeakyReLU(LRELU), UpResBlock(ngf), UpResBlock(ngf),
                                   conv2d(ngf, 3), nn.Tanh())
         self.finish_init()
-        self._landmark_provider = None
-        self.last_landmark_sources: dict[str, Any] | None = None
         #: atom index chosen per (sample, part, level) by the last forward
         self.last_selection: list[dict[str, int]] | None = None
 
@@ -424,24 +423,13 @@ class DFDNet(SpectralNormModel, RestorationModel):
         return self.head(x)
 
     # -------------------------------------------------------------------------------------------- interface
-    @property
-    def landmark_provider(self):
-        if self._landmark_provider is None:
-            from baselines.landmarks import LandmarkProvider
-
-            self._landmark_provider = LandmarkProvider()
-        return self._landmark_provider
-
     def restore(self, lq, landmarks=None, refs=None, ref_landmarks=None) -> torch.Tensor:
         """lq (B, 3, S, S) in [0, 1] -> (B, 3, S, S) in [0, 1]; references are not used. Missing landmarks are
         found with :class:`baselines.landmarks.LandmarkProvider` (sources in ``last_landmark_sources``)."""
         size = self.config.size
         if lq.ndim == 4 and tuple(lq.shape[-2:]) != (size, size):
             raise ValueError(f"dfdnet: lq must be {size}x{size} aligned faces (config size), got {tuple(lq.shape)}")
-        self.last_landmark_sources = None
-        if landmarks is None and lq.ndim == 4:
-            landmarks, res = self.landmark_provider.batch(lq)
-            self.last_landmark_sources = {"lq": [r.source for r in res]}
+        landmarks, _ = self.fill_landmarks(lq, landmarks)
         self.check_inputs(lq, landmarks, None, None)
         out = self(lq, self.boxes(landmarks))
         return ((out + 1) / 2).clamp(0, 1)

@@ -46,6 +46,7 @@ from baselines.dmdnet_blocks import (
     read_shared_dictionary,
     sn_conv,
 )
+from baselines.landmarks import LandmarkFallback
 from baselines.registry import ModelInfo, register_model, unwrap_state_dict
 
 #: components used by the network, in pasting order, with their index in components.component_boxes
@@ -118,7 +119,7 @@ class SpecificDictionary:
     counts: torch.Tensor
 
 
-class DMDNet(SpectralNormModel, RestorationModel):
+class DMDNet(LandmarkFallback, SpectralNormModel, RestorationModel):
     uses_references = True
     needs_landmarks = True
 
@@ -165,10 +166,7 @@ class DMDNet(SpectralNormModel, RestorationModel):
             nn.Tanh(),
         )
         init_spectral_norm(self)
-        self._landmark_provider = None
         self._specific_cache = None  # see _specific_cached
-        #: where the landmarks of the last restore() came from when it had to find them itself
-        self.last_landmark_sources: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------------------------------ parameters
     def dictionary_parameters(self) -> list[nn.Parameter]:
@@ -283,14 +281,6 @@ class DMDNet(SpectralNormModel, RestorationModel):
         return out
 
     # ------------------------------------------------------------------------------------------ interface
-    @property
-    def landmark_provider(self):
-        if self._landmark_provider is None:
-            from baselines.landmarks import LandmarkProvider
-
-            self._landmark_provider = LandmarkProvider()
-        return self._landmark_provider
-
     def _prepare(self, lq, landmarks, refs, ref_landmarks):
         size = self.config.size
         if lq.ndim == 4 and tuple(lq.shape[-2:]) != (size, size):
@@ -299,17 +289,7 @@ class DMDNet(SpectralNormModel, RestorationModel):
             for i, r in enumerate(refs):
                 if r.ndim == 4 and tuple(r.shape[-2:]) != (size, size):
                     raise ValueError(f"dmdnet: refs[{i}] must be {size}x{size}, got {tuple(r.shape)}")
-        sources: dict[str, Any] = {}
-        if landmarks is None and lq.ndim == 4:
-            landmarks, res = self.landmark_provider.batch(lq)
-            sources["lq"] = [r.source for r in res]
-        if refs is not None and ref_landmarks is None:
-            ref_landmarks, sources["refs"] = [], []
-            for r in refs:
-                pts, res = self.landmark_provider.batch(r)
-                ref_landmarks.append(pts)
-                sources["refs"].append([x.source for x in res])
-        self.last_landmark_sources = sources or None
+        landmarks, ref_landmarks = self.fill_landmarks(lq, landmarks, refs, ref_landmarks)
         self.check_inputs(lq, landmarks, refs, ref_landmarks)
         return landmarks, ref_landmarks
 

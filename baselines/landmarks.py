@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -182,6 +183,39 @@ class LandmarkProvider:
         pts = torch.from_numpy(np.stack([r.points for r in results])).to(device)
         return pts, results
 
+
+# ------------------------------------------------------------------------------------------ models
+class LandmarkFallback:
+    """Mixin of the models that need 68-point landmarks (DMDNet, ASFFNet, DFDNet): what ``restore()`` is not given
+    is found with a :class:`LandmarkProvider` built on first use (``landmark_provider``), and where each came from
+    is kept in ``last_landmark_sources``: ``{"lq": [source per image], "refs": [[source per reference] per
+    sample]}`` with only the parts that had to be found, or None when everything was given."""
+
+    _landmark_provider: LandmarkProvider | None = None
+    last_landmark_sources: dict[str, Any] | None = None
+
+    @property
+    def landmark_provider(self) -> LandmarkProvider:
+        if self._landmark_provider is None:
+            self._landmark_provider = LandmarkProvider()
+        return self._landmark_provider
+
+    def fill_landmarks(self, lq, landmarks=None, refs=None, ref_landmarks=None):
+        """``(landmarks, ref_landmarks)`` with the missing ones found: the input's when ``landmarks`` is None (and
+        ``lq`` is a (B, 3, H, W) batch), each reference set's when ``refs`` is a non-empty list and
+        ``ref_landmarks`` is None. Sets ``last_landmark_sources``."""
+        sources: dict[str, Any] = {}
+        if landmarks is None and lq.ndim == 4:
+            landmarks, res = self.landmark_provider.batch(lq)
+            sources["lq"] = [r.source for r in res]
+        if refs and ref_landmarks is None:
+            ref_landmarks, sources["refs"] = [], []
+            for r in refs:
+                pts, res = self.landmark_provider.batch(r)
+                ref_landmarks.append(pts)
+                sources["refs"].append([x.source for x in res])
+        self.last_landmark_sources = sources or None
+        return landmarks, ref_landmarks
 
 def _main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m baselines.landmarks", description=__doc__.split("\n")[0])
