@@ -1,1 +1,3 @@
 """evaluation package."""
+
+from evaluation import weights_checks  # noqa: F401  (registers the content checks of the metrics' weights files)
