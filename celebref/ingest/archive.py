@@ -14,8 +14,8 @@ from bfrcore.imageio import file_sha256, write_bytes_atomic
 from bfrcore.safepath import MemberReject, UnsafePathError, extract_members
 from celebref.ingest import IngestResult, SourceError, is_celebrefhq_layout, name_for, reject_record
 from celebref.ingest.celebrefhq import ingest_celebrefhq
-from celebref.ingest.folder import ingest_folder
 from celebref.ingest.config import IngestConfig
+from celebref.ingest.folder import ingest_folder
 
 #: version of the extraction record (``extract.json``); a different one re-extracts
 EXTRACT_FORMAT = 2

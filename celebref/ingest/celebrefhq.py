@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from celebref.ingest import IngestResult, SourceError, is_celebrefhq_layout
-from celebref.ingest.folder import ingest_folder
 from celebref.ingest.config import IngestConfig
+from celebref.ingest.folder import ingest_folder
 
 
 def ingest_celebrefhq(root: Path, cfg: IngestConfig, *, source: str, source_index: int,

@@ -26,7 +26,7 @@ Neighbour search (``neighbors``):
   HNSW is built single-threaded (its insertion order, hence the graph, is then deterministic); searching uses
   every thread (queries are independent). The accuracy against exact clustering is measured in docs/build.md.
 
-Labels are canonical: numbered 0.. in the order of first appearance in the input (which the builder sorts by
+Labels are canonical: numbered 0.. in the order of first appearance in the input (which the identity stage sorts by
 face id), so the same faces always get the same labels.
 """
 

@@ -286,7 +286,7 @@ def main_face_embeddings(result, truth_csv: Path):
     """(face ids, (N, D) embeddings, truth identity) of the main face of every labelled photo of a build."""
     import numpy as np
 
-    from celebref.pipeline.builder import load_truth
+    from celebref.pipeline import load_truth
 
     truth = load_truth(truth_csv)
     m = result.manifest
