@@ -7,7 +7,6 @@ A model file registers itself on import with :func:`register_model`, giving its 
 
 from __future__ import annotations
 
-import dataclasses
 import fnmatch
 import os
 from collections.abc import Callable
@@ -19,6 +18,8 @@ import torch
 import yaml
 
 from baselines.base import RestorationModel, conv_weights_to
+from bfrcore.errors import ConfigError
+from bfrcore.typed_config import Rules, parse_overrides
 
 CHECKPOINT_FORMAT = "celebref.checkpoint/1"
 
@@ -112,7 +113,9 @@ def get_model_info(name: str) -> ModelInfo:
 
 def resolve_config(info: ModelInfo, config: Any = None) -> Any:
     """``config``: None (default config), a config name ('paper', 'tiny'), a dict of fields (overrides on the
-    default config), a YAML file path, or a config instance. Unknown fields are an error."""
+    default config, or on the named config ``base``), a YAML file path, or a config instance. Overrides go
+    through the suite's config parser (:func:`bfrcore.typed_config.parse_overrides`): an unknown field or a value
+    of the wrong type is a :class:`bfrcore.errors.ConfigError` naming it."""
     if config is None:
         return info.configs[info.default_config]
     if isinstance(config, info.config_cls):
@@ -122,26 +125,30 @@ def resolve_config(info: ModelInfo, config: Any = None) -> Any:
     if isinstance(config, (str, os.PathLike)):
         p = Path(config)
         if not p.is_file():
-            raise ValueError(f"{info.name}: unknown config {config!r} (named configs: {', '.join(info.configs)})")
-        loaded = yaml.safe_load(p.read_text()) or {}
+            raise ConfigError(f"{info.name}: unknown config {config!r} (named configs: {', '.join(info.configs)})")
+        try:
+            loaded = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{p}: not valid YAML ({e})") from None
         if not isinstance(loaded, dict):
-            raise ValueError(f"{p}: a model config must be a YAML mapping")
+            raise ConfigError(f"{p}: a model config must be a YAML mapping")
         config = loaded.get("model_config", loaded)
     if isinstance(config, dict):
         config = dict(config)
         base_name = config.pop("base", info.default_config)
         if base_name not in info.configs:
-            raise ValueError(f"{info.name}: unknown base config {base_name!r}")
-        base = info.configs[base_name]
-        names = {f.name for f in dataclasses.fields(info.config_cls)}
-        unknown = sorted(set(config) - names)
-        if unknown:
-            raise ValueError(f"{info.name}: unknown config fields {unknown}; valid: {sorted(names)}")
-        for k, v in config.items():  # YAML gives lists where dataclasses use tuples
-            if isinstance(v, list) and isinstance(getattr(base, k), tuple):
-                config[k] = tuple(v)
-        return dataclasses.replace(base, **config)
+            raise ConfigError(f"{info.name}: unknown base config {base_name!r}")
+        try:
+            return parse_overrides(info.configs[base_name], config, error=ConfigError, rules=_MODEL_CONFIG_RULES)
+        except ConfigError as e:
+            raise ConfigError(f"{info.name}: {e}") from None
     raise TypeError(f"{info.name}: cannot use {type(config).__name__} as a config")
+
+
+#: model configs: the suite's strict rules, worded for fields of a model config
+_MODEL_CONFIG_RULES = Rules(
+    unknown_keys_message=lambda where, unknown, valid: f"unknown config fields {unknown}; valid: {valid}",
+    top="model config")
 
 
 def load_file(path: str | os.PathLike) -> Any:

@@ -3,8 +3,9 @@ strict YAML load/dump.
 
 A preset says what distribution the parameters are drawn from; :func:`degradations.sampling.sample_params` draws
 them with an explicit RNG and :func:`degradations.sampling.apply_params` applies them. YAML/dicts are parsed once,
-here, into typed dataclasses: an unknown key, a wrong type or an out-of-range value is a :class:`PresetError` that
-names the offending field (no silent ``.get()`` defaults).
+by the suite's one config parser (:mod:`bfrcore.typed_config`, with the preset :data:`PRESET_RULES`), into typed
+dataclasses: an unknown key, a wrong type or an out-of-range value is a :class:`PresetError` (a
+:class:`bfrcore.errors.ConfigError`) that names the offending field (no silent ``.get()`` defaults).
 
 Ranges are written ``[lo, hi]`` (uniform), a single number (fixed), or ``{lo: .., hi: .., step: ..}`` (uniform on
 the grid ``lo, lo+step, …, hi``). See docs/degradations.md for every built-in preset.
@@ -16,14 +17,14 @@ import dataclasses
 import math
 import os
 import re
-import types
-import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from bfrcore.errors import ConfigError
+from bfrcore.typed_config import Rules, parse_dataclass
 from degradations.kernels import KERNEL_TYPES
 from degradations.ops import RESIZE_MODES
 
@@ -31,7 +32,7 @@ PI = math.pi
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")
 
 
-class PresetError(ValueError):
+class PresetError(ConfigError):
     """A preset that is unknown, malformed or out of range (the message names the field)."""
 
 
@@ -379,15 +380,6 @@ def _to_plain(obj: Any) -> Any:
     return obj
 
 
-_HINTS: dict[type, dict[str, Any]] = {}
-
-
-def _hints(cls: type) -> dict[str, Any]:
-    if cls not in _HINTS:
-        _HINTS[cls] = typing.get_type_hints(cls)
-    return _HINTS[cls]
-
-
 def _number(v: Any, path: str) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise PresetError(f"{path}: expected a number, got {v!r}")
@@ -395,6 +387,7 @@ def _number(v: Any, path: str) -> float:
 
 
 def _parse_range(v: Any, path: str) -> Range:
+    """A :class:`Range` from ``[lo, hi]``, a number (fixed) or ``{lo: .., hi: .., step: ..}``."""
     if isinstance(v, Range):
         return v
     if isinstance(v, (int, float)) and not isinstance(v, bool):
@@ -413,64 +406,33 @@ def _parse_range(v: Any, path: str) -> Range:
     raise PresetError(f"{path}: expected a range ([lo, hi], a number or {{lo, hi, step}}), got {v!r}")
 
 
-def _convert(tp: Any, v: Any, path: str) -> Any:
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if v is None:
-            return None
-        return _convert(args[0], v, path)
-    if tp is Range:
-        return _parse_range(v, path)
-    if dataclasses.is_dataclass(tp):
-        return _from_plain(tp, v, path)
-    if origin is tuple:
-        args = typing.get_args(tp)
-        if not isinstance(v, (list, tuple)):
-            v = [v]  # a single value is a one-element list (e.g. kernel_size: 41)
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_convert(args[0], x, f"{path}[{i}]") for i, x in enumerate(v))
-        if len(v) != len(args):
-            raise PresetError(f"{path}: expected {len(args)} values, got {len(v)}")
-        return tuple(_convert(a, x, f"{path}[{i}]") for i, (a, x) in enumerate(zip(args, v)))
-    if tp is float:
-        return _number(v, path)
-    if tp is int:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or float(v) != int(v):
-            raise PresetError(f"{path}: expected an integer, got {v!r}")
-        return int(v)
-    if tp is str:
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and path.endswith("version"):
-            return str(v)
-        if not isinstance(v, str):
-            raise PresetError(f"{path}: expected a string, got {v!r}")
-        return v
-    if tp is bool:
-        if not isinstance(v, bool):
-            raise PresetError(f"{path}: expected true/false, got {v!r}")
-        return v
-    raise TypeError(f"unsupported field type {tp!r} at {path}")  # programming error
+def _version(v: Any, path: str) -> str:
+    """``version: 2`` is the string "2"."""
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return str(v)
+    if not isinstance(v, str):
+        raise PresetError(f"{path}: expected a string, got {v!r}")
+    return v
+
+
+#: how presets are written, on top of the suite's one config parser (:mod:`bfrcore.typed_config`)
+PRESET_RULES = Rules(
+    converters={Range: _parse_range},
+    key_converters={"version": _version},
+    scalar_as_list=True,  # kernel_size: 41 is (41,)
+    integral_floats=True,  # kernel_size: [21.0] is (21,)
+    accept_instances=True,  # Preset.from_dict({"blur": BlurSpec(...)}) from Python
+    or_null_hint=False,
+    top="preset",
+    unknown_keys_message=lambda where, unknown, valid: f"{where}: unknown key(s) {unknown}; allowed: {valid}",
+    missing_key_message=lambda where, key: f"{where}: missing required key {key!r}",
+)
 
 
 def _from_plain(cls: type, d: Any, path: str) -> Any:
-    if isinstance(d, cls):
-        return d
-    where = path or "preset"
-    if not isinstance(d, dict):
-        raise PresetError(f"{where}: expected a mapping, got {d!r}")
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-        raise PresetError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(names)}")
-    hints = _hints(cls)
-    kwargs = {}
-    for f in dataclasses.fields(cls):
-        sub = f"{path}.{f.name}" if path else f.name
-        if f.name in d:
-            kwargs[f.name] = _convert(hints[f.name], d[f.name], sub)
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise PresetError(f"{where}: missing required key {f.name!r}")
-    return cls(**kwargs)
+    if d is None:  # a preset document, never "all defaults"
+        raise PresetError(f"{path or PRESET_RULES.top}: expected a mapping, got None")
+    return parse_dataclass(cls, d, path, PresetError, rules=PRESET_RULES)
 
 
 # ----------------------------------------------------------------------------------------------- registry

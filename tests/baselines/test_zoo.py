@@ -78,3 +78,27 @@ def test_tiny_model_restores_a_batch(name):
         with pytest.raises(ValueError):
             m.restore(lq, landmarks=kwargs.get("landmarks"))
     assert m.trainable == bool(list(m.parameters()))
+
+
+def test_model_config_overrides_go_through_the_config_parser(tmp_path):
+    """Overrides on a named base config are typed by bfrcore.typed_config: YAML lists become tuples, ints are
+    accepted for floats, and an unknown field, a wrong type or a wrong length is a ConfigError naming it."""
+    from baselines.registry import resolve_config
+    from bfrcore.errors import ConfigError
+
+    info = get_model_info("dmdnet")
+    cfg = resolve_config(info, {"base": "tiny", "n_atoms": 8, "eye_roi": [6, 4, 2]})
+    assert cfg == dataclasses.replace(info.configs["tiny"], n_atoms=8, eye_roi=(6, 4, 2))
+    f = tmp_path / "m.yaml"
+    f.write_text("model_config: {base: paper, ngf: 32}\n")
+    assert resolve_config(info, f) == dataclasses.replace(info.configs["paper"], ngf=32)
+    for bad, match in [({"depth": 3}, r"^dmdnet: unknown config fields \['depth'\]; valid: \['eye_part'"),
+                       ({"n_atoms": "many"}, r"^dmdnet: n_atoms: expected an integer, got str 'many'"),
+                       ({"eye_roi": [6, 4]}, r"^dmdnet: eye_roi: expected a list of 3 values"),
+                       ({"base": "huge"}, r"^dmdnet: unknown base config 'huge'"),
+                       ("huge", r"^dmdnet: unknown config 'huge' \(named configs: paper, tiny\)")]:
+        with pytest.raises(ConfigError, match=match):
+            resolve_config(info, bad)
+    f.write_text("- a list\n")
+    with pytest.raises(ConfigError, match="a model config must be a YAML mapping"):
+        resolve_config(info, f)

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 import pytest
 
-from bfrcore.typed_config import parse_dataclass, set_dotted, to_plain
+from bfrcore.typed_config import Rules, parse_dataclass, parse_overrides, set_dotted, to_plain
 
 
 class MyError(ValueError):
@@ -75,3 +75,66 @@ def test_set_dotted():
     assert raw == {"a": {"b": 1, "d": {"e": 3}}, "c": 2, "f": 4}
     with pytest.raises(MyError, match=r"c\.x: c is not a section"):
         set_dotted(raw, "c.x", 1, MyError)
+
+
+# ----------------------------------------------------------------------------------------------- families' rules
+@dataclass(frozen=True)
+class Span:
+    lo: float
+    hi: float
+
+
+@dataclass(frozen=True)
+class Spec:
+    sizes: tuple[int, ...] = (3,)
+    span: Span = Span(0.0, 1.0)
+    maybe: Span | None = None
+    version: str = "1"
+
+
+def _span(v, key):
+    if isinstance(v, (int, float)):
+        return Span(float(v), float(v))
+    if isinstance(v, list) and len(v) == 2:
+        return Span(float(v[0]), float(v[1]))
+    raise MyError(f"{key}: a span is [lo, hi] or a number, got {v!r}")
+
+
+LENIENT = Rules(converters={Span: _span}, key_converters={"version": lambda v, k: str(v)}, scalar_as_list=True,
+                integral_floats=True, accept_instances=True, or_null_hint=False, top="spec",
+                unknown_keys_message=lambda where, unknown, valid: f"{where}: unknown key(s) {unknown}",
+                missing_key_message=lambda where, key: f"{where}: missing {key!r}")
+
+
+def test_rules_extend_the_one_parser_for_a_family():
+    """What presets need (a converter for a type, a single value as a one-element list, 3.0 for an int, a numeric
+    version), opted into per family; the strict rules still refuse all of it."""
+    spec = parse_dataclass(Spec, {"sizes": 5.0, "span": [1, 2], "maybe": 3, "version": 2}, "", MyError, rules=LENIENT)
+    assert spec == Spec(sizes=(5,), span=Span(1.0, 2.0), maybe=Span(3.0, 3.0), version="2")
+    assert isinstance(spec.sizes[0], int)
+    assert parse_dataclass(Spec, spec, "", MyError, rules=LENIENT) is spec
+    with pytest.raises(MyError, match=r"^sizes\[0\]: expected an integer, got float 2\.5$"):
+        parse_dataclass(Spec, {"sizes": [2.5]}, "", MyError, rules=LENIENT)
+    with pytest.raises(MyError, match=r"^maybe: a span is \[lo, hi\] or a number, got 'x'$"):  # no "(or null)"
+        parse_dataclass(Spec, {"maybe": "x"}, "", MyError, rules=LENIENT)
+    with pytest.raises(MyError, match=r"^spec: unknown key\(s\) \['bad'\]$"):
+        parse_dataclass(Spec, {"bad": 1}, "", MyError, rules=LENIENT)
+    with pytest.raises(MyError, match=r"^spec: missing 'lo'$"):
+        parse_dataclass(Span, {"hi": 1}, "", MyError, rules=LENIENT)
+    with pytest.raises(MyError, match=r"^sizes: expected a list"):
+        parse_dataclass(Spec, {"sizes": 5}, "", MyError)
+    with pytest.raises(MyError, match=r"^sizes\[0\]: expected an integer, got float 5\.0"):
+        parse_dataclass(Spec, {"sizes": [5.0]}, "", MyError)
+    with pytest.raises(MyError, match=r"^span: expected a mapping, got list"):  # no converter: a plain section
+        parse_dataclass(Spec, {"span": [1, 2]}, "", MyError)
+
+
+def test_parse_overrides_replaces_only_the_given_fields():
+    base = Outer(name="base", ratio=0.25, exts=("jpg",))
+    got = parse_overrides(base, {"ratio": 1, "betas": [0.1, 0.2]}, "", MyError)
+    assert got == Outer(name="base", ratio=1.0, exts=("jpg",), betas=(0.1, 0.2)) and isinstance(got.ratio, float)
+    assert parse_overrides(base, {}, "", MyError) == base
+    with pytest.raises(MyError, match=r"^ratoi: unknown key"):
+        parse_overrides(base, {"ratoi": 1}, "", MyError)
+    with pytest.raises(MyError, match=r"^limit: expected an integer"):
+        parse_overrides(base, {"limit": "many"}, "", MyError)
