@@ -12,9 +12,9 @@ This module is the kernel half: the table of checks (:func:`register_content_che
 helpers the checks use. Each check is named in its registry entry (``WeightsEntry.content``) and registered, with
 the description ``bench weights list`` shows under "verified by", by the package that owns the architecture:
 :mod:`baselines.weights_checks` (restoration models, DFDNet dictionary), :mod:`evaluation.weights_checks` (metric
-networks and statistics) and this module (ArcFace-18 of :mod:`bfrcore.faces.arcface18`). The apps that install
-files (``bench weights``) import those modules first; an entry whose check is not registered is refused, never
-installed unchecked. Checks import their architecture lazily; building it happens on the ``meta`` device.
+networks and statistics) and this module (ArcFace-18 of :mod:`bfrcore.faces.arcface18`). Importing ``baselines``
+or ``evaluation`` registers theirs, and ``bench weights`` imports both before installing anything; an entry whose
+check is not registered is refused, never installed unchecked. Checks import their architecture lazily; building it happens on the ``meta`` device.
 """
 
 from __future__ import annotations
