@@ -24,6 +24,7 @@ import os
 import shutil
 import time
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -130,23 +131,23 @@ def build_dataset(sources: list[str | SourceSpec], out: str | os.PathLike, cfg: 
             executor.close()
     records, timings = st.records, st.timings
 
-    t_global = t0 = time.perf_counter()  # the global stages
-    ident = identity.identity_stage(records, embedder=st.embedder, cfg=cfg.identity, cache_root=out / "cache",
-                                    embed_key=st.runs["embed"].key)
-    groups = ident.result
-    timings["identity"] = {"wall_s": round(time.perf_counter() - t0, 3), "cached": ident.cached, "key": ident.key,
-                           "threshold": groups.threshold, "clustering": groups.stats}
-    curated = identity.curate(records, groups, cur_doc)
+    t_global = time.perf_counter()  # the global stages, each filling the records
+    with _timer(timings, "identity") as tm:
+        ident = identity.identity_stage(records, embedder=st.embedder, cfg=cfg.identity, cache_root=out / "cache",
+                                        embed_key=st.runs["embed"].key)
+        groups = ident.result
+        tm.update(cached=ident.cached, key=ident.key, threshold=groups.threshold, clustering=groups.stats)
+    curated = identity.curate(records, groups, cur_doc)  # the review's decisions (celebref review), if any
     groups = curated.groups
     identity.apply_groups(records, groups)
-    t0 = _timed(timings, "quality_decisions", time.perf_counter(), lambda: quality.decide_stage(records, cfg.quality))
-    survivors = dedup.dedup_stage(records, groups.groups, cfg.dedup)
-    final = identity.apply_min_images(records, survivors, cfg.identity.min_images)
-    t0 = _timed(timings, "dedup_select", t0)
+    with _timer(timings, "quality_decisions"):
+        quality.decide_stage(records, cfg.quality)
+    with _timer(timings, "dedup_select"):
+        survivors = dedup.dedup_stage(records, groups.groups, cfg.dedup)
+        final = identity.apply_min_images(records, survivors, cfg.identity.min_images)
     layout = splits.splits_stage(records, groups.groups, final, seed=cfg.seed, cfg=cfg.splits)
-    t0 = time.perf_counter()
-    n_images = output.write_images(records, out)
-    timings["write_images"] = {"wall_s": round(time.perf_counter() - t0, 3), "images": n_images}
+    with _timer(timings, "write_images") as tm:
+        tm["images"] = output.write_images(records, out)
 
     manifest = output.manifest(records)
     truth_map = load_truth(truth)
@@ -172,13 +173,14 @@ def build_dataset(sources: list[str | SourceSpec], out: str | os.PathLike, cfg: 
     return result
 
 
-def _timed(timings: dict, name: str, t0: float, step=None) -> float:
-    """Run ``step`` (if any), record ``timings[name]`` as the wall time since ``t0``; returns the time now."""
-    if step is not None:
-        step()
-    now = time.perf_counter()
-    timings[name] = {"wall_s": round(now - t0, 3)}
-    return now
+@contextmanager
+def _timer(timings: dict, name: str):
+    """``timings[name] = {"wall_s": ...}`` for the block; yields that dict for more fields."""
+    rec = {"wall_s": 0.0}
+    timings[name] = rec
+    t0 = time.perf_counter()
+    yield rec
+    rec["wall_s"] = round(time.perf_counter() - t0, 3)
 
 
 def _prepare_out(out: Path, mode: str) -> Path:
