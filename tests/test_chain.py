@@ -90,7 +90,7 @@ def test_chain_build_to_published_dataset(shared_faces, celebref_examples, tmp_p
     # ---- build
     dataset = tmp_path / "dataset"
     _run("celebref", "build", "-q", "--source", f"folder:{flat}", "--source", f"celebrefhq:{chq}",
-         "--out", str(dataset), "--config", str(REPO / "celebref" / "demo_build.yaml"),
+         "--out", str(dataset), "--config", str(REPO / "bfrcli" / "demo_build.yaml"),
          "--set", "output.report=false", "--workers", "2", "--seed", "0", cwd=tmp_path)
     ds = FaceDataset.load(dataset)
     m = pd.read_parquet(dataset / "manifest.parquet")
