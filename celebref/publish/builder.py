@@ -85,7 +85,9 @@ class TestSetInfo:
 
 
 @dataclass
-class BuildResult:
+class PublishResult:
+    """What `celebref publish` put into the folder (the dataset card is rendered from it)."""
+
     folder: Path
     repo_id: str
     include_pixels: bool
@@ -256,7 +258,7 @@ def build_folder(
     pretty_name: str | None = None,
     max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
     gated: str = "auto",
-) -> BuildResult:
+) -> PublishResult:
     """Build the upload folder (see module docstring). Raises :class:`PublishUsageError` on bad inputs, and when a
     file would carry a local path, the home folder or the user name (:mod:`celebref.publish.privacy`). The folder
     is written next to ``out`` and renamed into place when complete: a failure leaves ``out`` as it was."""
@@ -324,7 +326,7 @@ def build_folder(
 
 def _write_folder(out: Path, ds: FaceDataset, loaded: list, *, repo_id: str, include_pixels: bool,
                   license: str | None, license_link: str | None, pretty_name: str | None, max_shard_bytes: int,
-                  gated: str) -> BuildResult:
+                  gated: str) -> PublishResult:
     """Write every file of the upload folder into the empty folder ``out``."""
     import datasets
     from datasets import ClassLabel, Features, Image, List, Value
@@ -475,7 +477,7 @@ def _write_folder(out: Path, ds: FaceDataset, loaded: list, *, repo_id: str, inc
             stage_counts[f"rejected at {stage}"] = int(n)
         if "reject_reason" in rej.columns:
             reasons = {str(k): int(v) for k, v in rej["reject_reason"].fillna("unknown").value_counts().items()}
-    result = BuildResult(
+    result = PublishResult(
         folder=out, repo_id=repo_id, include_pixels=include_pixels, license=license, license_link=license_link,
         pretty_name=pretty_name or repo_id.split("/")[-1], dataset_hash=ds.hash, image_size=ds.image_size,
         identities=identities, configs=configs, testsets=ts_infos, build_info=build_info,
