@@ -1,7 +1,7 @@
 """Training configuration: typed frozen dataclasses, parsed once from YAML at the edge.
 
 Every section is a frozen dataclass whose fields are the only accepted keys: an unknown key, a value of the wrong
-type or an out-of-range value raises :class:`ConfigError` (a :class:`bfrcore.cliutil.UsageError`, so ``bench train``
+type or an out-of-range value raises :class:`ConfigError` (a :class:`bfrcore.errors.ConfigError`, so ``bench train``
 exits with code 2) naming the offending key, e.g. ``loss.l2: unknown key (valid: adversarial, ...)``. Nothing
 downstream reads option dicts: the trainer takes a :class:`TrainConfig` and passes plain keyword arguments inward.
 
@@ -33,13 +33,13 @@ from typing import Any, Literal
 
 import yaml
 
-from bfrcore.cliutil import UsageError
+from bfrcore import errors
 from bfrcore.typed_config import parse_dataclass, set_dotted, to_plain
 
 CONFIG_FORMAT = "celebref.train-config/1"
 
 
-class ConfigError(UsageError):
+class ConfigError(errors.ConfigError):
     """A training config that cannot be used (unknown key, wrong type, bad value). Exit code 2."""
 
 
