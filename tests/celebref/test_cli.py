@@ -101,3 +101,71 @@ def test_console_scripts_installed(tool):
         pytest.skip(f"{tool} console script not installed in this environment (pip install -e .)")
     r = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "usage:" in r.stdout
+
+
+def _library_errors():
+    """(exception, expected exit code) for every error type the apps map (bfrcore.cliutil.run_guarded)."""
+    from bfrcore.celebrefhq_split import SplitError
+    from bfrcore.cliutil import UsageError
+    from bfrcore.errors import ConfigError, InputError
+    from bfrcore.formats import FormatError
+    from bfrcore.imageio import ImageReadError
+    from bfrcore.safepath import ArchiveError, UnsafePathError
+    from bfrcore.testset import TestSetError
+    from bfrcore.weights import MissingWeightsError, UnknownWeightsError, WeightsError, get_entry
+
+    return [
+        (InputError("bad value"), 2), (ConfigError("unknown key"), 2), (UsageError("--flag"), 2),
+        (ImageReadError("corrupt", "broken", "a.png"), 2), (UnsafePathError("path escapes its root: '..'"), 2),
+        (ArchiveError("x.zip: unreadable zip archive"), 2), (SplitError("root: not a folder"), 2),
+        (TestSetError("T is not a test set"), 2), (FormatError("f.json", "k", "an int", "'a'"), 2),
+        (FileNotFoundError("no such file"), 2), (NotADirectoryError("not a folder"), 2),
+        (UnknownWeightsError("no-such-weights"), 2),
+        (FormatError("f.json", "k", "an int", "'a'", writing=True), 1), (MissingWeightsError(get_entry("lpips-vgg-v0.1")), 1),
+        (WeightsError("download failed"), 1), (RuntimeError("bug"), 1),
+    ]
+
+
+@pytest.mark.parametrize("case", range(len(_library_errors())))
+def test_run_guarded_maps_error_types_to_exit_codes(case, capsys):
+    """Bad input found by library code (InputError and its kernel subclasses, a malformed input file, a missing
+    file, an unknown weights name) exits 2 with one `error:` line; our own failures exit 1."""
+    import argparse
+
+    from bfrcore.cliutil import run_guarded
+
+    exc, code = _library_errors()[case]
+
+    def command(args):
+        raise exc
+
+    assert run_guarded(command, argparse.Namespace(command="t", verbose=0)) == code
+    assert f"error: {exc}" in capsys.readouterr().err
+
+
+def test_kernel_bad_input_errors_are_input_errors():
+    """The kernel's bad-input types derive from bfrcore.errors.InputError (so library callers can catch one type
+    and the apps need no per-command conversion); UsageError stays the command modules' own subclass."""
+    from bfrcore.celebrefhq_split import SplitError
+    from bfrcore.cliutil import UsageError
+    from bfrcore.errors import ConfigError, InputError
+    from bfrcore.imageio import ImageReadError
+    from bfrcore.safepath import ArchiveError, UnsafePathError
+    from bfrcore.testset import TestSetError
+
+    for cls in (ConfigError, ImageReadError, UnsafePathError, ArchiveError, SplitError, TestSetError, UsageError):
+        assert issubclass(cls, InputError) and issubclass(cls, ValueError), cls
+    assert not issubclass(ImageReadError, UsageError)
+
+
+def test_command_modules_are_named_package_commands():
+    """One command module per package, named the same way: ``<package>.commands`` or a submodule of the package
+    ``<package>.commands`` (one per subcommand group); ``bfrcli.weights`` spans the packages."""
+    import re
+
+    from bfrcli import bench, celebref
+
+    for mod in (*bench.COMMANDS, *celebref.COMMANDS):
+        assert mod == "bfrcli.weights" or re.fullmatch(r"[a-z]+\.commands(\.[a-z_]+)?", mod), mod
+    assert {m.split(".")[0] for m in bench.COMMANDS} == {"bfrcli", "baselines", "degradations", "evaluation",
+                                                         "leaderboard"}
