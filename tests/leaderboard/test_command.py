@@ -170,3 +170,22 @@ def test_unsafe_image_id_is_not_read(lb_inputs, tmp_path):
 def test_bad_numbers(lb_inputs, tmp_path, bad):
     rc, _, err = _run(["leaderboard", "--results", str(lb_inputs["results"]), "--out", str(tmp_path / "o"), bad])
     assert rc == 2 and "must be" in err
+
+
+def test_library_entry_point(lb_inputs, tmp_path):
+    """`leaderboard.board.build_leaderboard` is the library side of the command: its options in one dataclass,
+    nothing to rank an InputError of its own (not the CLI's UsageError)."""
+    from bfrcore.cliutil import UsageError
+    from bfrcore.errors import InputError
+    from leaderboard.board import LeaderboardOptions, NoResultsError, build_leaderboard
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(NoResultsError, match="no valid summary.json") as e:
+        build_leaderboard([empty], tmp_path / "o")
+    assert isinstance(e.value, InputError) and not isinstance(e.value, UsageError)
+    o = build_leaderboard([lb_inputs["results"]], tmp_path / "o2",
+                          LeaderboardOptions(grids=False, title="Library board"))
+    assert o.tables and not o.grids and not (tmp_path / "o2" / "grids").exists()
+    assert o.results.is_file() and o.markdown.is_file() and o.csv.is_file() and o.skipped_json.is_file()
+    assert "<title>Library board</title>" in o.html.read_text()
