@@ -175,11 +175,12 @@ def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, toke
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
     from huggingface_hub.errors import EntryNotFoundError, RevisionNotFoundError
 
+    from bfrcore.versions import SUITE_DISTRIBUTION
     from celebref import __version__
 
     report = PushReport()
     call = _Retrier(retries, backoff, token, log, report)
-    api = HfApi(endpoint=endpoint, token=token, library_name="celebref-suite", library_version=__version__)
+    api = HfApi(endpoint=endpoint, token=token, library_name=SUITE_DISTRIBUTION, library_version=__version__)
 
     url = call("create_repo", api.create_repo, repo_id, repo_type="dataset", private=private, exist_ok=True)
     report.repo_url = str(url)
