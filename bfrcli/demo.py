@@ -123,7 +123,7 @@ class DemoReport:
 def _split_mode(source: Path) -> str:
     """'image' (hold out some photos of each person: the personal-album protocol) when some person folder has
     several photos, else 'identity' (with one photo per person an image split would leave no test images)."""
-    from celebref.pipeline.config import IMAGE_EXTENSIONS
+    from celebref.ingest.config import IMAGE_EXTENSIONS
 
     if source.is_dir():
         for d in [p for p in source.rglob("*") if p.is_dir()]:
