@@ -19,7 +19,8 @@ References (``refs``): a folder of aligned faces or photos of the same person (f
 used), prepared with the same pipeline; used for every input (specific mode) by models that use references.
 
 Bad inputs (unreadable file, no face in a photo, a failing restore) are skipped and recorded in the manifest;
-:func:`restore_folder` raises :class:`bfrcore.cliutil.UsageError` only for bad arguments.
+:func:`restore_folder` raises :class:`RestoreArgumentError` (a :class:`bfrcore.errors.InputError`: exit 2) only for
+bad arguments.
 """
 
 from __future__ import annotations
@@ -37,12 +38,19 @@ import torch
 
 from baselines.base import RestorationModel
 from baselines.registry import UNTRAINED_NOTE, get_model_info, is_untrained, untrained_error
-from bfrcore.cliutil import UsageError, progress
 from bfrcore.cpu_allocator import reuse_freed_memory
+from bfrcore.errors import InputError
 from bfrcore.imageio import ImageReadError, read_image, write_bytes_atomic, write_png
+from bfrcore.progress import progress
 from bfrcore.tensor_images import resize_uint8, to_tensor, to_uint8
 
 log = logging.getLogger("celebref.restore")
+
+
+class RestoreArgumentError(InputError):
+    """A bad argument of :func:`restore_folder` / :class:`FaceRestorer` (missing input, unknown model, a model that
+    needs references without usable ones, ...): the run stops (exit 2); a bad image is skipped and recorded instead."""
+
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "celebref.restore/1"
@@ -63,7 +71,7 @@ def list_images(path: Path) -> tuple[list[Path], list[str]]:
     if path.is_file():
         return [path], []
     if not path.is_dir():
-        raise UsageError(f"input {path} does not exist")
+        raise RestoreArgumentError(f"input {path} does not exist")
     files, ignored = [], []
     for p in sorted(path.iterdir()):
         if p.name.startswith(".") or not p.is_file():
@@ -201,7 +209,7 @@ class FaceRestorer:
     def __init__(self, model: RestorationModel, *, device: str | torch.device = "cpu", aligned: str = "auto",
                  detector: str = "dlib-hog", upsample: int = 1, feather: float = 0.08, margin: float = 8.0):
         if aligned not in ALIGNED_CHOICES:
-            raise UsageError(f"--aligned must be one of {ALIGNED_CHOICES}, got {aligned!r}")
+            raise RestoreArgumentError(f"--aligned must be one of {ALIGNED_CHOICES}, got {aligned!r}")
         self.model = model.to(device).eval()
         self.device = device
         self.aligned = aligned
@@ -313,7 +321,7 @@ class FaceRestorer:
         """Restore prepared faces one by one (bounded memory); returns (S, S, 3) uint8 each."""
         m = self.model
         if m.needs_references and not self.refs:
-            raise UsageError(f"{m.model_name} needs reference images of the person (--refs)")
+            raise RestoreArgumentError(f"{m.model_name} needs reference images of the person (--refs)")
         refs = ref_lms = None
         if self.refs and (m.uses_references or m.needs_references):
             refs, ref_lms = self._ref_tensors()
@@ -380,19 +388,19 @@ def restore_folder(model: str | RestorationModel, input: str | Path, out: str | 
 
     Outputs: ``out/<stem>.png`` per input (restored aligned face, or the photo with its faces pasted back),
     ``out/faces/<stem>_NN.png`` (restored crop of face NN of a photo) and ``out/faces_input/<stem>_NN.png`` (its
-    aligned input crop). Raises UsageError for bad arguments (missing input, unknown model, a model that needs
-    references without usable ones, a trainable model without trained weights unless ``allow_untrained``); bad
-    images are skipped and recorded."""
+    aligned input crop). Raises :class:`RestoreArgumentError` for bad arguments (missing input, unknown model, a
+    model that needs references without usable ones, a trainable model without trained weights unless
+    ``allow_untrained``); bad images are skipped and recorded."""
     t_start = time.time()
     input, out = Path(input), Path(out)
     if not input.exists():
-        raise UsageError(f"input {input} does not exist")
+        raise RestoreArgumentError(f"input {input} does not exist")
     if aligned not in ALIGNED_CHOICES:
-        raise UsageError(f"--aligned must be one of {ALIGNED_CHOICES}, got {aligned!r}")
+        raise RestoreArgumentError(f"--aligned must be one of {ALIGNED_CHOICES}, got {aligned!r}")
     in_dir = input if input.is_dir() else input.parent
     if out.exists() and out.resolve() == in_dir.resolve():
-        raise UsageError(f"--out {out} is the input folder; choose another folder (outputs are PNGs named like "
-                         "the inputs)")
+        raise RestoreArgumentError(f"--out {out} is the input folder; choose another folder (outputs are PNGs "
+                                   "named like the inputs)")
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
     allocator = reuse_freed_memory() if torch.device(device).type == "cpu" else None
@@ -403,13 +411,14 @@ def restore_folder(model: str | RestorationModel, input: str | Path, out: str | 
         try:
             model = create_model(name, config=config, weights=weights, device=device, channels_last=True)
         except KeyError as e:
-            raise UsageError(str(e.args[0] if e.args else e)) from e
+            raise RestoreArgumentError(str(e.args[0] if e.args else e)) from e
         except (ValueError, TypeError) as e:
-            raise UsageError(f"{name}: {e}") from e
+            raise RestoreArgumentError(f"{name}: {e}") from e
     wrec = weights_info(model)
     if wrec["status"] == "random init":
         if not allow_untrained:
-            raise UsageError(untrained_error(model.model_name, get_model_info(model.model_name).pretrained))
+            raise RestoreArgumentError(untrained_error(model.model_name,
+                                                       get_model_info(model.model_name).pretrained))
         log.warning("!" * 20 + " %s: %s " + "!" * 20, model.model_name, UNTRAINED_NOTE)
     restorer = FaceRestorer(model, device=device, aligned=aligned, detector=detector, upsample=upsample,
                             feather=feather)
@@ -424,10 +433,10 @@ def restore_folder(model: str | RestorationModel, input: str | Path, out: str | 
         else:
             ref_records = restorer.add_references(ref_files, max_refs=max_refs)
             if not restorer.refs:
-                raise UsageError(f"--refs {refs}: no usable reference face among {len(ref_files)} file(s)"
-                                 + "".join(f"\n  {r['file']}: {r.get('reason')}" for r in ref_records))
+                raise RestoreArgumentError(f"--refs {refs}: no usable reference face among {len(ref_files)} file(s)"
+                                           + "".join(f"\n  {r['file']}: {r.get('reason')}" for r in ref_records))
     if model.needs_references and not restorer.refs:
-        raise UsageError(f"{model.model_name} needs reference images of the person: pass --refs DIR")
+        raise RestoreArgumentError(f"{model.model_name} needs reference images of the person: pass --refs DIR")
     mode = "specific" if restorer.refs else "generic"
 
     files, ignored = list_images(input)
@@ -455,7 +464,7 @@ def restore_folder(model: str | RestorationModel, input: str | Path, out: str | 
                 rec["status"] = "ok"
         except ImageReadError as e:
             rec.update(status="skipped", reason=f"unreadable ({e.reason}): {e}")
-        except UsageError:
+        except RestoreArgumentError:
             raise
         except Exception as e:  # one bad image must not stop the folder
             log.debug("restore of %s failed", f, exc_info=True)

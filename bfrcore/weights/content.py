@@ -14,7 +14,8 @@ the description ``bench weights list`` shows under "verified by", by the package
 :mod:`baselines.weights_checks` (restoration models, DFDNet dictionary), :mod:`evaluation.weights_checks` (metric
 networks and statistics) and this module (ArcFace-18 of :mod:`bfrcore.faces.arcface18`). Importing ``baselines``
 or ``evaluation`` registers theirs, and ``bench weights`` imports both before installing anything; an entry whose
-check is not registered is refused, never installed unchecked. Checks import their architecture lazily; building it happens on the ``meta`` device.
+check is not registered is refused, never installed unchecked. Checks import their architecture lazily; building
+it happens on the ``meta`` device.
 """
 
 from __future__ import annotations
