@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from bfrcore import versions
-from bfrcore.cliutil import UsageError
+from bfrcore.errors import InputError
 from bfrcore.formats import parquet_schema
 from bfrcore.formats.results import FORMAT as SUMMARY_FORMAT  # noqa: F401  (the RESULTS constants live here)
 from bfrcore.formats.results import validate_metrics_table, validate_summary
@@ -39,6 +39,11 @@ PARTIAL_FILE = ".partial.jsonl"
 RUN_FILE = ".run.json"
 RESTORED_DIR = "restored"
 BASE_COLUMNS = ("image_id", "status", "reason", "landmarks_source", "n_refs", "seconds")
+
+
+class RunSettingsError(InputError):
+    """A results folder that holds rows computed with other settings than the run asks for (exit 2): the caller
+    picks another folder or replaces the rows (``overwrite``)."""
 
 
 def package_versions(extra: Iterable[str] = ()) -> dict[str, str]:
@@ -83,7 +88,7 @@ class ResultRun:
             old = json.loads(run_file.read_text())
             if old != self.key:
                 diff = sorted(k for k in set(old) | set(self.key) if old.get(k) != self.key.get(k))
-                raise UsageError(
+                raise RunSettingsError(
                     f"{self.dir} holds results computed with other settings ({', '.join(diff)} differ); "
                     "use another --out/--name, or --overwrite to replace them")
         else:

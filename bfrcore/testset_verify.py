@@ -8,8 +8,8 @@ for 27 PNGs of 512x512, 6.4 MB, one core, warm page cache) and compares them wit
 recorded ``testset_hash``. It does not regenerate images: ``bench degrade --verify`` does that (slow, complete).
 
 :func:`verify_testset` is a pure function (no exceptions for a damaged set, a report); :func:`require_verified`
-turns a failed report into a usage error naming the files, unless verification was switched off
-(``--no-verify``), which the summary then records as ``"testset_verified": false``.
+turns a failed report into a :class:`TestsetMismatchError` (an input error: exit 2) naming the files, unless
+verification was switched off (``--no-verify``), which the summary then records as ``"testset_verified": false``.
 """
 
 from __future__ import annotations
@@ -20,10 +20,17 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bfrcore.errors import InputError
 from bfrcore.imageio import file_sha256
 
 #: how many file names a message lists before "(+N more)"
 SHOW = 5
+
+
+class TestsetMismatchError(InputError):
+    """The LQ files of a test set do not match its records (checksums.sha256, params.parquet, testset_hash)."""
+
+    __test__ = False  # not a pytest class
 
 
 @dataclass
@@ -128,14 +135,13 @@ def verify_testset(root: str | os.PathLike) -> TestsetVerifyReport:
 
 def require_verified(root: str | os.PathLike, *, verify: bool = True) -> dict:
     """The scorers' gate. ``verify``: check with :func:`verify_testset` and raise
-    :class:`bfrcore.cliutil.UsageError` (exit 2) naming the files when the check fails. Returns the summary
+    :class:`TestsetMismatchError` (exit 2) naming the files when the check fails. Returns the summary
     record: ``{"testset_verified": True}``, or ``{"testset_verified": False}`` when ``verify`` is off."""
-    from bfrcore.cliutil import UsageError
-
     if not verify:
         return {"testset_verified": False}
     rep = verify_testset(root)
     if not rep.ok:
-        raise UsageError(f"test set {root} does not match its records: {rep.message()}. Regenerate it with "
-                         "`bench degrade`, or pass --no-verify to score it anyway (recorded in summary.json)")
+        raise TestsetMismatchError(f"test set {root} does not match its records: {rep.message()}. Regenerate it "
+                                   "with `bench degrade`, or pass --no-verify to score it anyway (recorded in "
+                                   "summary.json)")
     return {"testset_verified": True}

@@ -1,10 +1,11 @@
 """What ``--protocol NAME`` does to ``bench evaluate`` / ``bench score``, and how a protocol's test set is made.
 
 With a protocol the run takes the protocol's metrics, metric options, reference count and mode; a command-line
-value that contradicts the protocol is a usage error (exit 2), never silently replaced. The test set must have been
-made by the protocol's recipe (preset name and version, seed); other deviations (fewer images than published, a
-``--limit``) are recorded in ``summary.json`` under ``protocol.deviations`` and shown by the leaderboard. Metrics
-the protocol names that this installation does not have are reported unavailable with the reason (not a crash).
+value that contradicts the protocol is a :class:`ProtocolError` (an input error: exit 2), never silently replaced.
+The test set must have been made by the protocol's recipe (preset name and version, seed); other deviations (fewer
+images than published, a ``--limit``) are recorded in ``summary.json`` under ``protocol.deviations`` and shown by
+the leaderboard. Metrics the protocol names that this installation does not have are reported unavailable with the
+reason (not a crash).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bfrcore.cliutil import UsageError
 from evaluation.protocols.model import Protocol, ProtocolError
 from evaluation.protocols.registry import get_protocol
 
@@ -61,18 +61,16 @@ def split_metrics(protocol: Protocol) -> tuple[list[str], dict[str, str]]:
 
 def check_testset(protocol: Protocol, testset: str | os.PathLike, dataset_root=None,
                   limit: int | None = None) -> list[str]:
-    """Usage error when the test set was not made by the protocol's recipe; else the deviations (may be empty)."""
-    from bfrcore.testset import TestSet, TestSetError
+    """:class:`ProtocolError` when the test set was not made by the protocol's recipe (a folder that is no test set:
+    :class:`bfrcore.testset.TestSetError`); else the deviations (may be empty)."""
+    from bfrcore.testset import TestSet
 
     r = protocol.testset
-    try:
-        ts = TestSet.load(testset, dataset_root=dataset_root)
-    except TestSetError as e:
-        raise UsageError(str(e)) from e
+    ts = TestSet.load(testset, dataset_root=dataset_root)
     got = (ts.preset_name, ts.preset_version, ts.seed)
     want = (r.preset, r.preset_version, r.seed)
     if got != want:
-        raise UsageError(f"--testset {testset}: made with preset {got[0]}@{got[1]} seed {got[2]}; protocol "
+        raise ProtocolError(f"--testset {testset}: made with preset {got[0]}@{got[1]} seed {got[2]}; protocol "
                          f"{protocol.name} needs preset {want[0]}@{want[1]} seed {want[2]} (make it with `bench "
                          f"protocols testset {protocol.name} --dataset D --out T`)")
     dev = []
@@ -106,7 +104,7 @@ def apply_to_args(args, *, command: str) -> ProtocolRun | None:
     try:
         p = get_protocol(name)
     except ProtocolError as e:
-        raise UsageError(f"--protocol: {e}") from e
+        raise ProtocolError(f"--protocol: {e}") from e
     fixed = {"crop_border": p.options.crop_border, "convention": p.options.convention,
              "fid_mode": p.options.fid_mode, "fid_stats": p.options.fid_stats, "max_refs": p.references.max_refs}
     for key, value in fixed.items():
@@ -114,20 +112,20 @@ def apply_to_args(args, *, command: str) -> ProtocolRun | None:
         if given != CLI_DEFAULTS[key] and given != value:
             flag = "--" + key.replace("_", "-")
             fixed_to = "unset (its default)" if value is None else value
-            raise UsageError(f"{flag} {given}: protocol {p.name} fixes it to {fixed_to}; drop {flag} (or run "
+            raise ProtocolError(f"{flag} {given}: protocol {p.name} fixes it to {fixed_to}; drop {flag} (or run "
                              "without --protocol)")
         setattr(args, key, value)
     if args.metrics is not None:
-        raise UsageError(f"--metrics: protocol {p.name} fixes the metrics ({' '.join(p.metric_names)}); drop "
+        raise ProtocolError(f"--metrics: protocol {p.name} fixes the metrics ({' '.join(p.metric_names)}); drop "
                          "--metrics (or run without --protocol)")
     if p.references.kind == "none":
         if args.mode == "specific":
-            raise UsageError(f"--mode specific: protocol {p.name} is blind (no references)")
+            raise ProtocolError(f"--mode specific: protocol {p.name} is blind (no references)")
         args.mode = "generic"
     metrics, unavailable = split_metrics(p)
     args.metrics = metrics
     if args.testset is None:
-        raise UsageError("--testset is required")
+        raise ProtocolError("--testset is required")
     run = ProtocolRun(p, metrics, unavailable)
     run.deviations = check_testset(p, args.testset, args.dataset_root, args.limit)
     return run

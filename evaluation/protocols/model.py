@@ -14,11 +14,14 @@ import json
 import re
 from dataclasses import dataclass
 
+from bfrcore.errors import InputError
+
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]*$")
 
 
-class ProtocolError(ValueError):
-    """An unknown or malformed protocol, or a test set that does not follow a protocol's recipe."""
+class ProtocolError(InputError):
+    """An unknown or malformed protocol, a run whose options contradict it, or a test set that does not follow a
+    protocol's recipe (an input error: the command-line apps exit 2)."""
 
 
 @dataclass(frozen=True)

@@ -125,6 +125,27 @@ def test_protocol_conflicts_are_usage_errors(celeba_run, tmp_path):
     assert not list(tmp_path.iterdir())  # nothing was written
 
 
+
+def test_protocol_conflicts_raise_library_errors(celeba_run):
+    """apply_to_args is library code: a conflict is a ProtocolError (an InputError, exit 2), not the CLI's
+    UsageError."""
+    import argparse
+
+    from bfrcore.cliutil import UsageError
+    from bfrcore.errors import InputError
+    from evaluation.protocols import ProtocolError
+    from evaluation.protocols.apply import CLI_DEFAULTS, apply_to_args
+
+    args = argparse.Namespace(protocol="celeba-test", testset=str(celeba_run["testset"]), dataset_root=None,
+                              limit=None, mode="generic", **{**CLI_DEFAULTS, "crop_border": 4})
+    with pytest.raises(ProtocolError, match="--crop-border 4: protocol celeba-test fixes it") as err:
+        apply_to_args(args, command="evaluate")
+    assert isinstance(err.value, InputError) and not isinstance(err.value, UsageError)
+    args.crop_border, args.protocol = 0, "no-such-protocol"
+    with pytest.raises(ProtocolError, match="--protocol: unknown protocol 'no-such-protocol'"):
+        apply_to_args(args, command="evaluate")
+
+
 def test_leaderboard_shows_published_rows_with_differences(celeba_run):
     out = celeba_run["root"] / "lb"
     assert main(["leaderboard", "--results", str(celeba_run["results"]), "--out", str(out), "--images", "none",

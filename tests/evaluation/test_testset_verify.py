@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from bfrcli.bench import main
+from bfrcore.errors import InputError
 from bfrcore.imageio import read_image, write_png
 from bfrcore.testset import CHECKSUMS_FILE, TestSet
-from bfrcore.testset_verify import require_verified, verify_testset
+from bfrcore.testset_verify import TestsetMismatchError, require_verified, verify_testset
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +95,6 @@ def test_missing_and_extra_lq_files(testset, tmp_path, capsys):
 def test_checksums_edited_to_match_a_changed_file_are_caught(testset):
     """Updating checksums.sha256 after editing a file does not launder it: the recorded testset_hash and
     params.parquet still name the original bytes."""
-    from bfrcore.cliutil import UsageError
     from bfrcore.imageio import file_sha256
     from bfrcore.testset import format_checksums
 
@@ -107,8 +107,9 @@ def test_checksums_edited_to_match_a_changed_file_are_caught(testset):
     rep = verify_testset(testset)
     assert not rep.changed and not rep.ok
     assert any("testset_hash" in m for m in rep.inconsistent) and any("lq/" + iid in m for m in rep.inconsistent)
-    with pytest.raises(UsageError, match="testset_hash"):
+    with pytest.raises(TestsetMismatchError, match="testset_hash") as err:
         require_verified(testset)
+    assert isinstance(err.value, InputError)  # exit 2 in the CLIs
     assert require_verified(testset, verify=False) == {"testset_verified": False}
 
 
