@@ -12,20 +12,33 @@ Writes ``<out>/<name>/<testset name>/<mode>/metrics.parquet`` and ``summary.json
 from __future__ import annotations
 
 import logging
-import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
-from bfrcore.cliutil import UsageError, progress
+from bfrcore.errors import InputError
 from bfrcore.imageio import ImageReadError, file_sha256, read_image
 from bfrcore.results import ResultRun
 from bfrcore.safepath import safe_component
-from evaluation.metrics import Batch, MetricOptions
-from evaluation.runner import Scorer, _ImageCache, finish, references_for, resize_uint8, testset_header
+from bfrcore.tensor_images import resize_uint8
+from evaluation.context import (
+    EvalContext,
+    PredictionSource,
+    RunOptions,
+    SetItem,
+    dataset_image_key,
+    metric_settings,
+    open_testset,
+    results_dir,
+    testset_header,
+)
+from evaluation.metrics import MetricOptions
+from evaluation.scorer import Scorer
+from evaluation.scoring import run_scoring
+from evaluation.summary import BootstrapSpec
 
 log = logging.getLogger("celebref.score")
 
@@ -59,8 +72,14 @@ class ScoreConfig:
     #: metrics that cannot run for a reason known before scoring (e.g. not installed): {name: reason}
     extra_unavailable: dict[str, str] = field(default_factory=dict)
 
+    def run_options(self) -> RunOptions:
+        return RunOptions(device=self.device, batch_size=self.batch_size, max_refs=self.max_refs,
+                          bootstrap=BootstrapSpec(self.bootstrap_resamples, self.seed), quiet=self.quiet)
+
 
 def find_prediction(pred_dir: Path, image_id: str, pattern: str | None) -> Path | None:
+    """The output file of ``image_id``: ``pattern`` filled in, else ``<image_id>.<ext>`` for each of
+    :data:`EXTENSIONS` (lower, then upper case); None when there is none."""
     if pattern:
         p = pred_dir / pattern.format(image_id=image_id)
         return p if p.is_file() else None
@@ -72,107 +91,78 @@ def find_prediction(pred_dir: Path, image_id: str, pattern: str | None) -> Path 
     return None
 
 
+@dataclass
+class PredictionFiles(PredictionSource):
+    """``bench score``'s source: another method's output files, ``paths[image_id]`` (None: no file). An output of
+    another size than the GT is a failure unless ``resize`` (then resized to the GT size, bicubic)."""
+
+    paths: dict[str, Path | None]
+    resize: bool = False
+    desc: str = "score"
+
+    def load(self, ctx: EvalContext, ids: list[str], rows: dict[str, dict]) -> dict[str, tuple]:
+        pairs = {}
+        for i in ids:
+            p = self.paths[i]
+            if p is None:
+                rows[i].update(status="failed", reason="missing output (no file for this image id)")
+                continue
+            try:
+                img = read_image(p)
+            except ImageReadError as e:
+                rows[i].update(status="failed", reason=f"unreadable output {p.name}: {e}")
+                continue
+            gt = ctx.testset.read_gt(i)
+            if img.shape != gt.shape:
+                if not self.resize:
+                    rows[i].update(status="failed", reason=f"output size {img.shape[1]}x{img.shape[0]} != GT "
+                                                           f"{gt.shape[1]}x{gt.shape[0]} (use --resize)")
+                    continue
+                img = resize_uint8(img, gt.shape[0])
+            pairs[i] = (img, gt)
+        return pairs
+
+    def pred_item(self, ctx: EvalContext, image_id: str) -> SetItem:
+        p = self.paths[image_id]
+        if self.resize:
+            return (f"{file_sha256(p)}@resize",
+                    lambda p=p, iid=image_id: _load_resized(p, ctx.testset.read_gt(iid).shape[0]))
+        return file_sha256(p), lambda p=p: read_image(p)
+
+    def gt_item(self, ctx: EvalContext, image_id: str) -> SetItem:
+        size = ctx.testset.read_gt(image_id).shape[0]
+        return f"{dataset_image_key(ctx.dataset, image_id)}@{size}", lambda iid=image_id: ctx.images(iid)
+
+
 def score(cfg: ScoreConfig) -> dict:
     """Run ``bench score``; returns the summary."""
-    from bfrcore.testset import TestSet, TestSetError
-
     pred_dir = Path(cfg.pred)
     if not pred_dir.is_dir():
-        raise UsageError(f"--pred {pred_dir} is not a folder")
+        raise InputError(f"--pred {pred_dir} is not a folder")
     if cfg.mode not in ("generic", "specific"):
-        raise UsageError("--mode must be generic or specific")
+        raise InputError("--mode must be generic or specific")
     if cfg.pattern is not None and "{image_id}" not in cfg.pattern:
-        raise UsageError("--pattern must contain {image_id}")
-    try:
-        ts = TestSet.load(cfg.testset, dataset_root=cfg.dataset_root)
-        ds = ts.dataset
-    except TestSetError as e:
-        raise UsageError(str(e)) from e
-    from bfrcore.testset_verify import require_verified
-
-    verified = require_verified(ts.root, verify=cfg.verify)  # {"testset_verified": bool}; UsageError naming files
+        raise InputError("--pattern must contain {image_id}")
+    ts, verified = open_testset(cfg.testset, dataset_root=cfg.dataset_root, verify=cfg.verify)
     image_ids = ts.image_ids[:cfg.limit] if cfg.limit else ts.image_ids
     name = cfg.name or pred_dir.resolve().name
     label = safe_component(name, "name")
     mode = safe_component(cfg.mode, "mode")
     started = time.time()
-    out_dir = Path(cfg.out) / label / safe_component(ts.name, "test set name") / mode
-    scorer = Scorer(cfg.metrics, cfg.options, cfg.device)
-    scorer.unavailable.update(cfg.extra_unavailable)
+    scorer = Scorer(cfg.metrics, cfg.options, cfg.device, extra_unavailable=cfg.extra_unavailable)
     run_key = {"command": "score", "predictions": str(pred_dir.resolve()), "pattern": cfg.pattern,
                "testset_hash": ts.hash, "mode": mode, "max_refs": cfg.max_refs, "resize": cfg.resize,
-               "metric_options": {k: v for k, v in vars(cfg.options).items() if k not in ("batch_size", "cache_dir")}}
-    if cfg.protocol:
-        run_key["protocol"] = cfg.protocol.get("sha256")
-    run = ResultRun(out_dir, run_key, overwrite=cfg.overwrite)
-    columns = scorer.columns
-    read_ds = _ImageCache(ds.read)
-    paths = {i: find_prediction(pred_dir, i, cfg.pattern) for i in image_ids}
-    todo = [i for i in image_ids if not run.is_complete(i, columns)]
-    try:
-        for start in progress(range(0, len(todo), cfg.batch_size), total=math.ceil(len(todo) / cfg.batch_size),
-                              desc="score", quiet=cfg.quiet):
-            ids = todo[start:start + cfg.batch_size]
-            t0 = time.time()
-            rows = {i: {"image_id": i, "status": "ok", "reason": None, "landmarks_source": None, "n_refs": None}
-                    for i in ids}
-            preds, gts = {}, {}
-            for i in ids:
-                p = paths[i]
-                if p is None:
-                    rows[i].update(status="failed", reason="missing output (no file for this image id)")
-                    continue
-                try:
-                    img = read_image(p)
-                except ImageReadError as e:
-                    rows[i].update(status="failed", reason=f"unreadable output {p.name}: {e}")
-                    continue
-                gt = ts.read_gt(i)
-                if img.shape != gt.shape:
-                    if not cfg.resize:
-                        rows[i].update(status="failed", reason=f"output size {img.shape[1]}x{img.shape[0]} != GT "
-                                                               f"{gt.shape[1]}x{gt.shape[0]} (use --resize)")
-                        continue
-                    img = resize_uint8(img, gt.shape[0])
-                preds[i], gts[i] = img, gt
-            ok = [i for i in ids if i in preds]
-            if ok:
-                refs = ref_ids = None
-                if scorer.needs_refs:
-                    ref_ids = [references_for(ds, i, cfg.max_refs) for i in ok]
-                    refs = [[read_ds(r) for r in rl] for rl in ref_ids]
-                values = scorer.score(Batch(ok, [preds[i] for i in ok], [gts[i] for i in ok], refs, ref_ids,
-                                            device=cfg.device))
-                for k, i in enumerate(ok):
-                    rows[i].update({c: float(v[k]) for c, v in values.items()})
-            per = (time.time() - t0) / max(len(ids), 1)
-            for i in ids:
-                rows[i]["seconds"] = round(per, 4)
-                run.record(rows[i])
-    finally:
-        run.close()
-
-    def pred_item(iid):
-        p = paths[iid]
-        if cfg.resize:
-            return f"{file_sha256(p)}@resize", lambda p=p, iid=iid: _load_resized(p, ts.read_gt(iid).shape[0])
-        return file_sha256(p), lambda p=p: read_image(p)
-
-    def gt_item(iid):
-        sha = ds.images.at[iid, "sha256"] if "sha256" in ds.images.columns else None
-        if not isinstance(sha, str) or not sha:
-            sha = file_sha256(ds.image_path(iid))
-        s = ts.read_gt(iid).shape[0]
-        return f"{sha}@{s}", lambda iid=iid: read_ds(iid)
-
+               **metric_settings(cfg.options, cfg.protocol)}
+    run = ResultRun(results_dir(cfg.out, label, ts.name, mode), run_key, overwrite=cfg.overwrite)
+    source = PredictionFiles({i: find_prediction(pred_dir, i, cfg.pattern) for i in image_ids}, resize=cfg.resize)
     header = {"model": name, "model_config": None, "weights": None, "mode": mode, "testset": testset_header(ts),
               **verified, "predictions": str(pred_dir.resolve()), "pattern": cfg.pattern, "resized": cfg.resize,
               "max_refs": cfg.max_refs}
     if cfg.protocol:
         header["protocol"] = cfg.protocol
-    return finish(run, scorer=scorer, image_ids=image_ids, header=header, pred_loader=pred_item, gt_items=gt_item,
-                  started=started, device=cfg.device, bootstrap_resamples=cfg.bootstrap_resamples, seed=cfg.seed,
-                  quiet=cfg.quiet)
+    ctx = EvalContext(testset=ts, image_ids=image_ids, mode=mode, scorer=scorer, run=run, source=source,
+                      header=header, options=cfg.run_options(), started=started)
+    return run_scoring(ctx)
 
 
 def _load_resized(path: Path, size: int) -> np.ndarray:

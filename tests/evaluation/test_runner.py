@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from bfrcore.cliutil import UsageError
+from bfrcore.errors import InputError
 from bfrcore.cpu_allocator import reuse_freed_memory
 from bfrcore.imageio import read_image, write_png
 from bfrcore.metrics import functional as fn
@@ -135,9 +136,10 @@ def test_resume_after_interruption_gives_identical_results(testset, tmp_path, bi
     calls.clear()
     evaluate(cfg)
     assert calls == []
-    with pytest.raises(UsageError, match="other settings"):
+    with pytest.raises(InputError, match="other settings") as err:
         evaluate(_cfg(testset, tmp_path, model="bicubic", config="paper", metrics=["psnr"],
                       options=MetricOptions(crop_border=4)))
+    assert not isinstance(err.value, UsageError)  # library code raises library errors, never the CLI's
 
 
 def test_missing_weights_are_reported_with_the_fix(testset, tmp_path, isolated_weights):
@@ -150,7 +152,7 @@ def test_missing_weights_are_reported_with_the_fix(testset, tmp_path, isolated_w
 
 
 def test_untrained_model_is_refused_unless_asked_for(testset, tmp_path):
-    with pytest.raises(UsageError, match=r"dmdnet has no trained weights.*dmdnet-official.*--allow-untrained"):
+    with pytest.raises(InputError, match=r"dmdnet has no trained weights.*dmdnet-official.*--allow-untrained"):
         evaluate(_cfg(testset, tmp_path, model="dmdnet", config="tiny", metrics=["psnr"]))
     assert not (tmp_path / "dmdnet").exists()
 
@@ -170,8 +172,9 @@ def test_reference_model_runs_specific_mode_with_landmarks(testset, tmp_path):
     # a model that needs references has no generic mode
     s = evaluate(_cfg(testset, tmp_path / "r", model="ref_colormatch", config="paper", metrics=["psnr"]))
     assert [x["mode"] for x in s] == ["specific"]
-    with pytest.raises(UsageError, match="no generic mode"):
+    with pytest.raises(InputError, match="no generic mode") as err:
         evaluate(_cfg(testset, tmp_path / "r2", model="ref_colormatch", config="paper", modes="generic"))
+    assert not isinstance(err.value, UsageError)
 
 
 @pytest.fixture(scope="module")
@@ -254,6 +257,23 @@ def test_distribution_metrics_run_over_the_saved_outputs(testset, tmp_path, monk
     monkeypatch.setattr(fidmod, "inception_features", lambda *a, **k: calls.append(1) or orig(*a, **k))
     s2 = evaluate(_cfg(testset, tmp_path / "r2", model="bicubic", config="paper", metrics=["fid"], options=opts))[0]
     assert calls == [] and s2["metrics"]["fid"]["mean"] == pytest.approx(fid["mean"], rel=1e-12)
+
+
+def test_image_cache_keeps_the_most_recently_used():
+    from evaluation.image_cache import ImageCache
+
+    loads = []
+    cache = ImageCache(lambda k: loads.append(k) or np.full((2, 2, 3), ord(k[0]), np.uint8), capacity=2)
+    a = cache("a")
+    assert cache("a") is a and loads == ["a"]  # decoded once
+    cache("b")
+    cache("a")  # a is now the most recent: c evicts b
+    cache("c")
+    assert "a" in cache and "c" in cache and "b" not in cache and len(cache) == 2
+    cache("b")
+    assert loads == ["a", "b", "c", "b"] and int(cache("b")[0, 0, 0]) == ord("b")
+    with pytest.raises(ValueError, match="capacity"):
+        ImageCache(lambda k: a, capacity=0)
 
 
 # ----------------------------------------------------------------------------------------------- bench score
