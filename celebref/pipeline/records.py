@@ -51,7 +51,7 @@ class FaceRecord:
     box and is rejected at once (``crop`` None)."""
 
     face_id: str
-    photo: PhotoRecord
+    photo: PhotoRecord = field(repr=False, compare=False)  # the photo it was found in
     face_index: int
     detection: dict
     crop: str | None = None  # the aligned crop (PNG) in the faces stage's cache
