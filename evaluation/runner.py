@@ -12,8 +12,13 @@ Sizes: the LQ (and references) are resized to the model's ``input_size`` when it
 metrics are computed at the test set's size (``eval_size='testset'``: outputs of another size are resized back)
 or at the model's (``'model'``: GT and references resized instead). The saved PNG is the scored image.
 
-Resume: an image whose restored PNG exists and whose row has every requested column is skipped; a PNG without a
-row is scored again without restoring; failed images are retried. See :mod:`bfrcore.results` for the files.
+Resume: an image whose restored PNG exists and whose row has every requested column is skipped; one whose PNG
+exists with an ok row that lacks a requested column is scored again from the PNG without restoring; failed and
+unrecorded images are restored again. See :mod:`bfrcore.results` for the files.
+
+Code: :func:`evaluate` sets the model up once (:class:`Restorer`), then builds one
+:class:`evaluation.context.EvalContext` per mode whose source is :class:`RestoredImages`, and runs the shared
+scoring loop (:mod:`evaluation.scoring`) over it.
 """
 
 from __future__ import annotations

@@ -7,6 +7,9 @@ failures unless ``resize=True`` (then resized to the GT size with bicubic, and t
 
 Writes ``<out>/<name>/<testset name>/<mode>/metrics.parquet`` and ``summary.json`` (same format as
 ``bench evaluate``; ``model`` is the given name, ``weights`` null, ``predictions`` the folder).
+
+Code: one :class:`evaluation.context.EvalContext` whose source is :class:`PredictionFiles`, scored by the loop
+that ``bench evaluate`` uses (:mod:`evaluation.scoring`).
 """
 
 from __future__ import annotations
