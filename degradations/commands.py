@@ -68,12 +68,9 @@ def _list(args) -> int:
 
 
 def _get_preset(spec: str):
-    from degradations.presets import PresetError, get_preset
+    from degradations.presets import get_preset
 
-    try:
-        return get_preset(spec)
-    except PresetError as e:
-        raise UsageError(str(e)) from e
+    return get_preset(spec)  # an unknown or malformed preset is a PresetError (a ConfigError): exit 2
 
 
 def _progress_cb(args, desc: str):

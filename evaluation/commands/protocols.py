@@ -47,12 +47,9 @@ def register(sub, common) -> None:
 
 
 def _get(name: str):
-    from evaluation.protocols import ProtocolError, get_protocol
+    from evaluation.protocols import get_protocol
 
-    try:
-        return get_protocol(name)
-    except ProtocolError as e:
-        raise cliutil.UsageError(str(e)) from e
+    return get_protocol(name)  # an unknown name is a ProtocolError (an InputError): exit 2 with its message
 
 
 def cmd_list(args) -> int:
@@ -107,13 +104,12 @@ def cmd_show(args) -> int:
 
 def cmd_testset(args) -> int:
     from bfrcore.formats import FormatError
-    from evaluation.protocols import ProtocolError
     from evaluation.protocols.apply import make_testset
 
     p = _get(args.name)
-    try:  # TestSetError (bad dataset or test set folder) is an InputError: exit 2 as it is
+    try:  # ProtocolError and TestSetError (bad dataset or test set folder) are InputErrors: exit 2 as they are
         res = make_testset(p, args.dataset, args.out, workers=args.workers, limit=args.limit)
-    except (ProtocolError, FormatError) as e:  # FormatError: exit 2 here, also for a check on writing
+    except FormatError as e:  # exit 2 here, also for a format check on writing
         raise cliutil.UsageError(str(e)) from e
     s = cliutil.RunSummary(f"bench protocols testset {p.name}")
     s.done = res.n_images

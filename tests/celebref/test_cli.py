@@ -169,3 +169,24 @@ def test_command_modules_are_named_package_commands():
         assert mod == "bfrcli.weights" or re.fullmatch(r"[a-z]+\.commands(\.[a-z_]+)?", mod), mod
     assert {m.split(".")[0] for m in bench.COMMANDS} == {"bfrcli", "baselines", "degradations", "evaluation",
                                                          "leaderboard"}
+
+
+def test_library_code_does_not_use_the_cli_usage_error():
+    """UsageError belongs to the command modules (``<package>/commands``) and bfrcore.cliutil; library code raises
+    bfrcore.errors.InputError or a subclass of its own."""
+    import ast
+
+    root = Path(__file__).resolve().parents[2]
+    bad = []
+    for pkg in ("bfrcore", "celebref", "degradations", "baselines", "evaluation", "leaderboard"):
+        for path in sorted((root / pkg).rglob("*.py")):
+            rel = path.relative_to(root)
+            if "commands" in rel.parts or rel.name == "commands.py" or rel.as_posix() == "bfrcore/cliutil.py":
+                continue
+            for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+                names = ([a.name for a in node.names] if isinstance(node, ast.ImportFrom)
+                         else [node.attr] if isinstance(node, ast.Attribute)
+                         else [node.id] if isinstance(node, ast.Name) else [])
+                if "UsageError" in names:
+                    bad.append(f"{rel}:{node.lineno}")
+    assert not bad, "library code using bfrcore.cliutil.UsageError:\n" + "\n".join(bad)
