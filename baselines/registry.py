@@ -18,7 +18,7 @@ import torch
 import yaml
 
 from baselines.base import RestorationModel, conv_weights_to
-from bfrcore.errors import ConfigError
+from bfrcore.errors import ConfigError, InputError
 from bfrcore.typed_config import Rules, parse_overrides
 
 CHECKPOINT_FORMAT = "celebref.checkpoint/1"
@@ -151,9 +151,21 @@ _MODEL_CONFIG_RULES = Rules(
     top="model config")
 
 
+class CheckpointReadError(InputError):
+    """A weights file that torch cannot read safely (not a torch file, truncated, or holding pickled code)."""
+
+
 def load_file(path: str | os.PathLike) -> Any:
-    """torch.load with weights_only=True (safe), on CPU."""
-    return torch.load(Path(path), map_location="cpu", weights_only=True)
+    """torch.load with weights_only=True (safe), on CPU. A file torch cannot read raises
+    :class:`CheckpointReadError` naming it (the CLIs exit 2)."""
+    import pickle
+    import zipfile
+
+    try:
+        return torch.load(Path(path), map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, KeyError, RuntimeError, ValueError) as e:
+        raise CheckpointReadError(f"{path}: not a readable torch weights file (torch.load with weights_only=True "
+                                  f"failed with {type(e).__name__}: truncated, not a torch file, or pickled code)") from e
 
 
 def create_model(

@@ -53,7 +53,7 @@ def register(sub, common) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from celebref.publish import PublishError, PublishUsageError, build_folder, push_folder
+    from celebref.publish import PublishError, build_folder, push_folder
     from celebref.publish.card import permits_commercial_use
 
     if not _REPO_RE.match(args.repo_id or ""):
@@ -68,13 +68,10 @@ def run(args: argparse.Namespace) -> int:
                                  "--retry-wait >= 0")
     out = args.out or Path("hf_publish") / args.repo_id.replace("/", "__")
     summary = cliutil.RunSummary("celebref publish" + (" --dry-run" if args.dry_run else ""))
-    try:
-        res = build_folder(args.dataset, out, repo_id=args.repo_id, testsets=args.testset,
-                           include_pixels=args.include_pixels, license=args.license,
-                           license_link=args.license_link, pretty_name=args.pretty_name,
-                           max_shard_bytes=int(args.max_shard_mb * 1024 * 1024), gated=args.gated)
-    except PublishUsageError as e:
-        raise cliutil.UsageError(str(e)) from None
+    res = build_folder(args.dataset, out, repo_id=args.repo_id, testsets=args.testset,
+                       include_pixels=args.include_pixels, license=args.license,
+                       license_link=args.license_link, pretty_name=args.pretty_name,
+                       max_shard_bytes=int(args.max_shard_mb * 1024 * 1024), gated=args.gated)
     for c in res.configs:
         summary.notes.append(f"config {c.name}: " + ", ".join(f"{s} {c.num_examples[s]} rows" for s in c.splits))
     summary.done = sum(res.config("hq").num_examples.values())

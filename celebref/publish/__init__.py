@@ -13,5 +13,5 @@
   the same content, commit in batches with retries (a rerun resumes), README last, gating settings.
 """
 
-from celebref.publish.builder import PublishResult, PublishUsageError, build_folder  # noqa: F401
+from celebref.publish.builder import PublishInputError, PublishResult, build_folder  # noqa: F401
 from celebref.publish.push import PublishError, push_folder, redact, resolve_token  # noqa: F401

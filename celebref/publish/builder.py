@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from bfrcore.dataset import FaceDataset
+from bfrcore.errors import InputError
 from bfrcore.safepath import safe_join
 from celebref.publish.privacy import LocalPathLeak, public_path, require_clean, sanitize, scrub_text
 
@@ -48,8 +49,8 @@ _HQ_FIRST = ["image_id", "identity", "split", "path", "sha256", "face_id", "sour
              "references"]
 
 
-class PublishUsageError(ValueError):
-    """Bad arguments or inputs for publishing (the command exits with code 2)."""
+class PublishInputError(InputError):
+    """Bad arguments or inputs for publishing (the CLI exits with code 2)."""
 
 
 @dataclass
@@ -197,7 +198,7 @@ def _read_checked(path: Path, expected_sha256: str | None, what: str) -> bytes:
 
         got = hashlib.sha256(data).hexdigest()
         if got != expected_sha256:
-            raise PublishUsageError(f"{what}: {path} has sha256 {got[:12]}…, the manifest says "
+            raise PublishInputError(f"{what}: {path} has sha256 {got[:12]}…, the manifest says "
                                     f"{expected_sha256[:12]}…; the folder changed after it was built")
     return data
 
@@ -210,12 +211,12 @@ def check_out(out: Path) -> None:
     """Refuse an ``out`` that is a file, or a non-empty folder this tool did not write (its README.md lacks the
     marker). Nothing is changed."""
     if out.exists() and not out.is_dir():
-        raise PublishUsageError(f"--out {out} exists and is not a folder")
+        raise PublishInputError(f"--out {out} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()):
         readme = out / "README.md"
         ours = readme.is_file() and CARD_MARKER in readme.read_text(encoding="utf-8", errors="replace")
         if not ours:
-            raise PublishUsageError(f"--out {out} is not empty and was not written by `celebref publish`; "
+            raise PublishInputError(f"--out {out} is not empty and was not written by `celebref publish`; "
                                     "choose an empty or new folder")
 
 
@@ -259,23 +260,23 @@ def build_folder(
     max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
     gated: str = "auto",
 ) -> PublishResult:
-    """Build the upload folder (see module docstring). Raises :class:`PublishUsageError` on bad inputs, and when a
+    """Build the upload folder (see module docstring). Raises :class:`PublishInputError` on bad inputs, and when a
     file would carry a local path, the home folder or the user name (:mod:`celebref.publish.privacy`). The folder
     is written next to ``out`` and renamed into place when complete: a failure leaves ``out`` as it was."""
     if include_pixels and not (license and license.strip()):
-        raise PublishUsageError("--include-pixels needs --license NAME: face photos are published only under a "
+        raise PublishInputError("--include-pixels needs --license NAME: face photos are published only under a "
                                 "licence you name (and hold the rights for); use --metadata-only otherwise")
     if max_shard_bytes < 1024:
-        raise PublishUsageError("the maximum shard size must be at least 1 KiB")
+        raise PublishInputError("the maximum shard size must be at least 1 KiB")
     root = Path(dataset_root)
     ds = FaceDataset.load(root)
     imgs = ds.images
     if imgs.empty:
-        raise PublishUsageError(f"{root} has no kept images")
+        raise PublishInputError(f"{root} has no kept images")
     out = Path(out)
     try:
         if out.resolve() == root.resolve() or root.resolve() in out.resolve().parents:
-            raise PublishUsageError("--out must not be inside the dataset folder")
+            raise PublishInputError("--out must not be inside the dataset folder")
     except OSError:
         pass
 
@@ -287,19 +288,19 @@ def build_folder(
         try:
             ts = TestSet.load(t, dataset_root=root)
         except TestSetError as e:
-            raise PublishUsageError(str(e)) from e
+            raise PublishInputError(str(e)) from e
         if ts.dataset_hash != ds.hash:
-            raise PublishUsageError(
+            raise PublishInputError(
                 f"test set {ts.name!r} ({t}) was made from dataset {ts.dataset_hash[:12]}…, not from {root} "
                 f"({ds.hash[:12]}…)")
         cfg = config_name_for(ts.name)
         if cfg in RESERVED_CONFIGS:
-            raise PublishUsageError(f"test set name {ts.name!r} clashes with the config {cfg!r}; rename it")
+            raise PublishInputError(f"test set name {ts.name!r} clashes with the config {cfg!r}; rename it")
         if cfg in {c for c, _ in loaded}:
-            raise PublishUsageError(f"two test sets map to the config name {cfg!r}")
+            raise PublishInputError(f"two test sets map to the config name {cfg!r}")
         missing = [i for i in ts.image_ids if i not in imgs.index]
         if missing:
-            raise PublishUsageError(f"test set {ts.name!r} has images not in the dataset: {missing[:3]}")
+            raise PublishInputError(f"test set {ts.name!r} has images not in the dataset: {missing[:3]}")
         loaded.append((cfg, ts))
 
     check_out(out)
@@ -312,7 +313,7 @@ def build_folder(
         try:
             require_clean(staging, extra=local)
         except LocalPathLeak as e:
-            raise PublishUsageError(str(e)) from None
+            raise PublishInputError(str(e)) from None
         from bfrcore.formats.hub import validate_hub_folder
 
         validate_hub_folder(staging, writing=True)  # the contract (bfrcore.formats.hub) before it is put in place

@@ -102,3 +102,19 @@ def test_model_config_overrides_go_through_the_config_parser(tmp_path):
     f.write_text("- a list\n")
     with pytest.raises(ConfigError, match="a model config must be a YAML mapping"):
         resolve_config(info, f)
+
+
+@pytest.mark.parametrize("content", [b"hello", bytes(range(256)) * 400])
+def test_unreadable_weights_file_is_an_input_error_naming_it(content, tmp_path):
+    """A junk file given as weights: a CheckpointReadError (InputError: the CLIs exit 2) naming the file, not a
+    KeyError / UnpicklingError traceback."""
+    from baselines.registry import CheckpointReadError, load_file
+    from bfrcore.errors import InputError
+
+    bad = tmp_path / "junk.pt"
+    bad.write_bytes(content)
+    with pytest.raises(CheckpointReadError, match="junk.pt: not a readable torch weights file") as e:
+        load_file(bad)
+    assert isinstance(e.value, InputError)
+    with pytest.raises(CheckpointReadError):
+        create_model("bicubic", weights=bad)
