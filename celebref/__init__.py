@@ -1,3 +1,4 @@
-"""celebref: build CelebRef-HQ-style reference face datasets (and the shared I/O, weights and CLI plumbing)."""
+"""celebref: dataset construction — build (`celebref.pipeline`, `celebref.ingest`), review and curation, publishing.
+The shared I/O, weights and CLI plumbing live in the kernel, `bfrcore`."""
 
-__version__ = "0.1.0"
+from bfrcore import __version__  # noqa: F401  (the one definition)

@@ -36,7 +36,7 @@ DMDNET_BIBTEX = """@article{li2022dmdnet,
 
 
 def tool_bibtex() -> str:
-    from celebref import __version__
+    from bfrcore import __version__
 
     return ("@software{celebref_suite,\n"
             "  title   = {CelebRef-HQ suite: datasets, degraded test sets and benchmarks for reference-based blind "

@@ -176,7 +176,7 @@ def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, toke
     from huggingface_hub.errors import EntryNotFoundError, RevisionNotFoundError
 
     from bfrcore.versions import SUITE_DISTRIBUTION
-    from celebref import __version__
+    from bfrcore import __version__
 
     report = PushReport()
     call = _Retrier(retries, backoff, token, log, report)
