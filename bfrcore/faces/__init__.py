@@ -1,7 +1,10 @@
 """Face analysis owned by celebref and reused by evaluation and baselines: detection, 68-point landmarks,
-FFHQ alignment, identity embeddings."""
+FFHQ alignment, identity embeddings.
 
-from bfrcore.faces import arcface18  # noqa: E402,F401  registers the "arcface18" embedder
+Importing this package does not import torch: the ``arcface18`` embedder (a torch network,
+:mod:`bfrcore.faces.arcface18`) is registered by name and imported when first asked for, so that the build's
+workers and the build's global stages do not pay torch's import for a distance function."""
+
 from bfrcore.faces.align import AlignTransform, align_face, align_quad, ffhq_quad, realign
 from bfrcore.faces.detect import DETECTORS, Face, detect_faces, detect_landmarks68, landmarks68
 from bfrcore.faces.embed import (

@@ -49,3 +49,11 @@ def face_recognizer():
 def rectangle(box) -> "object":
     x1, y1, x2, y2 = (int(round(v)) for v in box)
     return _dlib().rectangle(x1, y1, x2, y2)
+
+
+def full_object_detections(shapes) -> "object":
+    """A dlib ``full_object_detections`` holding ``shapes`` (the per-image argument of batched descriptor calls)."""
+    out = _dlib().full_object_detections()
+    for s in shapes:
+        out.append(s)
+    return out

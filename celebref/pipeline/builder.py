@@ -39,7 +39,7 @@ from celebref.pipeline import dedup, embed_stage, faces_stage, identity, output,
 from celebref.pipeline.config import BuildConfig
 from celebref.pipeline.executor import Executor, get_executor
 from celebref.pipeline.records import BuildRecords, add_item_results, collect_faces, stage_items
-from celebref.pipeline.runner import StageRun, run_item_stage
+from celebref.pipeline.runner import Followers, ItemStage, StageRun, run_item_stage
 
 log = logging.getLogger("celebref.pipeline")
 
@@ -169,7 +169,8 @@ def build_dataset(sources: list[str | SourceSpec], out: str | os.PathLike, cfg: 
         from celebref.pipeline.report import write_report
 
         write_report(result, cfg, faces_crop={f.face_id: f.crop for f in records.candidates()},
-                     scores={f.face_id: f.measures for f in records.clustered()})
+                     scores={f.face_id: f.measures for f in records.clustered()},
+                     source_paths={p.item_id: p.item["path"] for p in records.photos})
     return result
 
 
@@ -211,16 +212,19 @@ def _run_item_stages(specs: list[SourceSpec], cache_root: Path, cfg: BuildConfig
               "progress": progress}
     fparams = faces_stage.FacesParams(cfg.faces, cfg.ingest.max_pixels, cfg.ingest.max_bytes,
                                       cfg.output.png_compress_level)
+    embedder = embed_stage.resolve_embedder(cfg.identity.embedder)
+    faces_st = ItemStage("faces", faces_stage.VERSION, faces_stage.process_item, fparams)
+    embed_st = ItemStage("embed", embed_stage.VERSION, embed_stage.embed_item, embed_stage.EmbedParams(embedder))
+    quality_st = ItemStage("quality", quality.VERSION, quality.score_item, quality.QualityParams(cfg.quality.niqe))
+    # fused: embed and quality run in the faces pass on the crops in memory; their own runs below then find every
+    # item cached (and compute only what the fused pass left, e.g. after a config change of one stage)
+    followers = Followers((embed_st, quality_st), faces_stage.follower_item) if cfg.runner.fuse else None
     items = [{"item_id": i["item_id"], "path": i["path"], "aligned": i["aligned"]} for i in ing.items]
-    faces_run = run_item_stage("faces", faces_stage.VERSION, faces_stage.process_item, fparams, items,
-                               upstream=(), **common)
+    faces_run = run_item_stage(faces_st, items, upstream=(), followers=followers, **common)
     records = collect_faces(ing, faces_run)
     sub_items = stage_items(records)
-    embedder = embed_stage.resolve_embedder(cfg.identity.embedder)
-    emb_run = run_item_stage("embed", embed_stage.VERSION, embed_stage.embed_item, embed_stage.EmbedParams(embedder),
-                             sub_items, upstream=(faces_run.key,), **common)
-    q_run = run_item_stage("quality", quality.VERSION, quality.score_item, quality.QualityParams(cfg.quality.niqe),
-                           sub_items, upstream=(faces_run.key,), **common)
+    emb_run = run_item_stage(embed_st, sub_items, upstream=(faces_run.key,), **common)
+    q_run = run_item_stage(quality_st, sub_items, upstream=(faces_run.key,), **common)
     add_item_results(records, emb_run, q_run)
     timings.update(faces=faces_run.summary(), embed=emb_run.summary(), quality_scores=q_run.summary())
     return ItemStages(ing, {"faces": faces_run, "embed": emb_run, "quality": q_run}, records, embedder,

@@ -170,6 +170,9 @@ class RunnerConfig:
     shard_size: int = 8
     #: attempts after the first for a shard whose worker died or raised (then recorded as failed; rerun retries)
     retries: int = 2
+    #: compute the embed and quality stages in the faces pass, on the crop still in memory (one decode, no barrier
+    #: between the stages; the same records and caches as three separate passes). false: three passes
+    fuse: bool = True
 
 
 @dataclass(frozen=True)

@@ -28,12 +28,12 @@ def resolve_embedder(name: str) -> str:
 
 def embed_item(item: dict, params: EmbedParams) -> tuple[dict | None, str | None]:
     from bfrcore.faces import get_embedder
-    from bfrcore.imageio import read_image
+    from celebref.pipeline.faces_stage import crop_pixels
 
     emb = get_embedder(params.embedder)
     faces = item["faces"]
     if not faces:
         return {"embeddings": {}}, None
-    vecs = emb.embed([read_image(f["crop"]) for f in faces])
+    vecs = emb.embed([crop_pixels(f) for f in faces])
     return {"embeddings": {f["face_id"]: [float(v) for v in vec] for f, vec in zip(faces, vecs)},
             "metric": emb.metric, "dim": emb.dim}, None

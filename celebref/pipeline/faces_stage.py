@@ -7,7 +7,8 @@ and in the aligned crop, 5 points (the detector's, or eye centres / nose tip / m
 :func:`remake_crop`), the real face size (eye distance in source pixels), the upsampling factor, the share of the
 crop outside the photo (mirror padding), yaw/pitch/roll, and JPEG measures of the source (IJG quality estimated
 from the quantisation tables; 8x8 blockiness of the face region). Aligned crops are returned as PNG bytes under
-``_files`` and stored by the runner.
+``_files`` and stored by the runner; the crops' pixels go along under ``_pixels`` (never stored) for the
+stages fused into the faces pass (:func:`follower_item`, :mod:`celebref.pipeline.runner`).
 
 Aligned sources (CelebRef-HQ layout): landmarks are detected (HOG, no upsampling: the face fills the frame);
 when the FFHQ quad of the detected landmarks matches the frame within ``faces.aligned_tolerance`` the pixels are
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bfrcore.imageio import ImageReadError, encode_png, read_image_with_info
+from bfrcore.imageio import ImageReadError, encode_png, read_image, read_image_with_info
 from celebref.pipeline.config import FacesConfig
 
 VERSION = "2"
@@ -256,7 +257,7 @@ def process_item(item: dict, params: FacesParams) -> tuple[dict | None, str | No
         files[f"{face_id}.png"] = encode_png(out, params.png_compress_level)
         rec["crop_file"] = f"{face_id}.png"
         faces_out.append(rec)
-        return {"image": image_rec, "faces": faces_out, "_files": files}, None
+        return {"image": image_rec, "faces": faces_out, "_files": files, "_pixels": {face_id: out}}, None
 
     upsample = cfg.upsample
     if upsample == "auto":
@@ -267,6 +268,7 @@ def process_item(item: dict, params: FacesParams) -> tuple[dict | None, str | No
     if not dets:
         return {"image": image_rec, "faces": []}, "no_face"
     grey = img.mean(axis=2)
+    pixels: dict[str, np.ndarray] = {}
     for k, d in enumerate(dets):
         face_id = f"{prefix}-{k}"
         if k >= cfg.max_faces:
@@ -282,9 +284,35 @@ def process_item(item: dict, params: FacesParams) -> tuple[dict | None, str | No
         rec["landmarks68_aligned"] = [float(v) for v in np.asarray(t.to_aligned(lm), np.float64).reshape(-1)]
         rec["blockiness"] = blockiness(grey, d.box)
         files[f"{face_id}.png"] = encode_png(out, params.png_compress_level)
+        pixels[face_id] = out
         rec["crop_file"] = f"{face_id}.png"
         faces_out.append(rec)
-    return {"image": image_rec, "faces": faces_out, "_files": files}, None
+    return {"image": image_rec, "faces": faces_out, "_files": files, "_pixels": pixels}, None
+
+
+def crop_pixels(face: dict) -> np.ndarray:
+    """A face's aligned crop (RGB uint8) for the embed and quality stages: the ``pixels`` handed over by the faces
+    pass when they run fused into it, else its PNG read back (the same array: PNG is lossless)."""
+    px = face.get("pixels")
+    return px if px is not None else read_image(face["crop"])
+
+
+def follower_item(item_id: str, result: dict, pixels: dict, file_path) -> dict | None:
+    """The embed and quality stages' item for one photo, made in the faces pass (the same item as
+    :func:`celebref.pipeline.records.stage_items` makes from the records, plus each crop's ``pixels`` when they are
+    RGB uint8 as the PNG decodes); None when the photo has no aligned face."""
+    faces = sorted((f for f in result.get("faces") or [] if f.get("crop_file")), key=lambda f: f["face_id"])
+    if not faces:
+        return None
+    out = []
+    for f in faces:
+        px = pixels.get(f["face_id"])
+        if px is not None and not (px.dtype == np.uint8 and px.ndim == 3 and px.shape[2] == 3):
+            px = None  # anything else is read back from the PNG, as the stage's own pass does
+        out.append({"face_id": f["face_id"], "crop": str(file_path(f["crop_file"])),
+                    "aligned_input": f.get("aligned_input", False),
+                    "pixels": None if px is None else np.ascontiguousarray(px)})
+    return {"item_id": item_id, "faces": out}
 
 
 def remake_crop(source: np.ndarray, transform: dict) -> np.ndarray:

@@ -189,6 +189,12 @@ def reason_counts(manifest_df: pd.DataFrame) -> dict:
     return out
 
 
+#: the funnel's steps in pipeline order (build.json stores ``counts`` with sorted keys; the report lists them in
+#: this order)
+FUNNEL_STEPS = ("ingest_entries", "ingest_items", "decoded", "photos_with_faces", "candidate_faces", "faces_embedded",
+                "after_identity", "after_quality", "after_dedup", "kept_images", "identities")
+
+
 def funnel(records: BuildRecords, final: dict[str, list[str]]) -> dict:
     """How many entries, photos and faces are left after each step (build.json ``counts``). The per-stage losses
     count the candidate faces (faces beyond ``faces.max_faces`` and photos without a face are not in them)."""

@@ -171,13 +171,14 @@ def niqe_backend():
 
 
 def score_item(item: dict, params: QualityParams) -> tuple[dict | None, str | None]:
-    """Scores for every face of one item. ``item['faces']``: [{face_id, crop, aligned_input}]."""
-    from bfrcore.imageio import read_image
+    """Scores for every face of one item. ``item['faces']``: [{face_id, crop, aligned_input}] (+ ``pixels`` of
+    the crop when run in the faces pass)."""
+    from celebref.pipeline.faces_stage import crop_pixels
 
     out = {}
     niqe_fn, niqe_why = niqe_backend() if params.niqe else (None, "disabled")
     for f in item["faces"]:
-        img = read_image(f["crop"])
+        img = crop_pixels(f)
         bright, clipped = exposure(img)
         chroma, tone = colour(img)
         sharp = sharpness(img)

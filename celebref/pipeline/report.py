@@ -94,6 +94,16 @@ HIST_COLUMNS = (
 )
 
 
+def funnel_rows(counts: dict) -> list[tuple[str, float]]:
+    """The numeric funnel counts in pipeline order (:data:`celebref.pipeline.output.FUNNEL_STEPS`; any other
+    numeric count after them, sorted)."""
+    from celebref.pipeline.output import FUNNEL_STEPS
+
+    rows = [(k, counts[k]) for k in FUNNEL_STEPS if isinstance(counts.get(k), (int, float))]
+    rows += [(k, v) for k, v in sorted(counts.items()) if k not in FUNNEL_STEPS and isinstance(v, (int, float))]
+    return rows
+
+
 def render_report(result, cfg: BuildConfig, faces_crop: dict[str, str], scores: dict | None = None,
                   source_paths: dict[str, str] | None = None) -> str:
     m: pd.DataFrame = result.manifest
@@ -110,7 +120,7 @@ def render_report(result, cfg: BuildConfig, faces_crop: dict[str, str], scores: 
 
     # funnel
     parts.append("<h2>Funnel</h2><table><tr><th>step</th><th>count</th><th></th></tr>")
-    funnel = [(k, v) for k, v in counts.items() if isinstance(v, (int, float))]
+    funnel = funnel_rows(counts)
     top = max([v for _, v in funnel] + [1])
     for k, v in funnel:
         parts.append(f"<tr><td>{_esc(k)}</td><td class='num'>{v}</td>"
@@ -201,13 +211,11 @@ def render_report(result, cfg: BuildConfig, faces_crop: dict[str, str], scores: 
     return "\n".join(parts)
 
 
-def write_report(result, cfg: BuildConfig, faces_crop: dict[str, str], scores: dict | None = None) -> Path:
-    srcs = {}
-    for _, r in result.manifest[result.manifest["reject_stage"] == "faces"].iterrows():
-        sha = r.get("source_sha256")
-        if sha:
-            srcs[sha] = None
-    text = render_report(result, cfg, faces_crop, scores)
+def write_report(result, cfg: BuildConfig, faces_crop: dict[str, str], scores: dict | None = None,
+                 source_paths: dict[str, str] | None = None) -> Path:
+    """Write ``<out>/report.html``. ``source_paths``: source sha256 -> a readable copy of that photo, for the
+    thumbnails of photo-level rejections (exact duplicates show the photo they duplicate; photos without a face)."""
+    text = render_report(result, cfg, faces_crop, scores, source_paths)
     path = result.out / "report.html"
     write_bytes_atomic(path, text.encode("utf-8"))
     return path
