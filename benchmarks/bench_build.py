@@ -120,7 +120,8 @@ def main(argv=None) -> int:
           f"{' (' + ' '.join(args.overrides) + ')' if args.overrides else ''}; load average {os.getloadavg()[0]:.1f}")
     print(f"{'step':58s} {'seconds':>8s} {'images/s':>9s}")
     rows = [
-        ("worker start-up (once per process)", r.info["executor"].get("startup_s", 0.0), n),
+        ("worker start-up (once per process; in the background)", r.info["executor"].get("startup_s", 0.0), n),
+        ("  of which the build waited for", r.info["executor"].get("startup_wait_s", 0.0), n),
         ("ingest (hash, list)", tm["ingest"]["wall_s"], n),
         ("faces (decode, detect, 68 pt, align 512)" + (" + embed + quality, one pass" if fused else ""),
          tm["faces"]["wall_s"], n),

@@ -41,6 +41,8 @@ def run_one(src: Path, out: Path, kind: str, workers: int, shard_size: int) -> d
     t0 = time.perf_counter()
     ex = DaskExecutor(workers=workers) if kind == "dask" else LocalExecutor(workers)
     ex.prepare([])  # start the worker processes (the local pool's fork server imports torch etc. once)
+    if isinstance(ex, LocalExecutor):
+        ex.wait_ready()  # the local pool starts in the background: measure it here, apart from the build
     startup = time.perf_counter() - t0
     try:
         cpu0 = cpu_seconds()

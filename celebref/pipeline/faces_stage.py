@@ -111,16 +111,16 @@ def jpeg_quality(data: bytes) -> float | None:
     return float(np.clip(quality, 1, 100))
 
 
-def blockiness(grey: np.ndarray, box) -> float | None:
-    """8x8 JPEG block-edge strength in the face region of the source: mean |gradient| across block borders
-    divided by the mean |gradient| elsewhere, averaged over both directions (about 1 for clean images, larger
-    with visible blocks). The grid is the image's own (JPEG blocks start at pixel 0)."""
-    h, w = grey.shape
+def _clip_box(box, w: int, h: int) -> tuple[int, int, int, int] | None:
+    """``box`` rounded and clipped to the image; None when less than 24 px either way."""
     x1, y1, x2, y2 = (int(round(v)) for v in box)
     x1, y1, x2, y2 = max(x1, 0), max(y1, 0), min(x2, w), min(y2, h)
     if x2 - x1 < 24 or y2 - y1 < 24:
         return None
-    g = grey[y1:y2, x1:x2].astype(np.float64)
+    return x1, y1, x2, y2
+
+
+def _block_edge_ratio(g: np.ndarray, x1: int, y1: int) -> float | None:
     out = []
     for axis, start in ((1, x1), (0, y1)):
         d = np.abs(np.diff(g, axis=axis))
@@ -132,6 +132,29 @@ def blockiness(grey: np.ndarray, box) -> float | None:
         inner = dd[~border].mean()
         out.append(dd[border].mean() / max(inner, 1e-6))
     return float(np.mean(out))
+
+
+def blockiness(grey: np.ndarray, box) -> float | None:
+    """8x8 JPEG block-edge strength in the face region of the source: mean |gradient| across block borders
+    divided by the mean |gradient| elsewhere, averaged over both directions (about 1 for clean images, larger
+    with visible blocks). The grid is the image's own (JPEG blocks start at pixel 0)."""
+    h, w = grey.shape
+    b = _clip_box(box, w, h)
+    if b is None:
+        return None
+    x1, y1, x2, y2 = b
+    return _block_edge_ratio(grey[y1:y2, x1:x2].astype(np.float64), x1, y1)
+
+
+def blockiness_rgb(img: np.ndarray, box) -> float | None:
+    """:func:`blockiness` of the grey (mean of R, G, B) of ``img``, computing that grey for the face region only
+    (the same values as ``blockiness(img.mean(axis=2), box)``, without averaging the whole photo)."""
+    h, w = img.shape[:2]
+    b = _clip_box(box, w, h)
+    if b is None:
+        return None
+    x1, y1, x2, y2 = b
+    return _block_edge_ratio(img[y1:y2, x1:x2].mean(axis=2), x1, y1)
 
 
 def _identity_quad(s: int) -> np.ndarray:
@@ -205,7 +228,6 @@ def process_item(item: dict, params: FacesParams) -> tuple[dict | None, str | No
     detector = resolve_detector(cfg.detector)
     image_rec = {"width": w, "height": h, "format": info.format, "mode": info.mode, "jpeg_quality": jpeg_quality(data),
                  "detector": detector}
-    grey = None
     faces_out: list[dict] = []
     files: dict[str, bytes] = {}
     size = cfg.size
@@ -251,9 +273,7 @@ def process_item(item: dict, params: FacesParams) -> tuple[dict | None, str | No
                                aligned=False, n_det=len(dets))
         rec["transform"]["eye_distance"] = rec["eye_distance"]
         rec["landmarks68_aligned"] = [float(v) for v in np.asarray(lm_al, np.float64).reshape(-1)]
-        rec["blockiness"] = None
-        grey = img.mean(axis=2)
-        rec["blockiness"] = blockiness(grey, box)
+        rec["blockiness"] = blockiness_rgb(img, box)
         files[f"{face_id}.png"] = encode_png(out, params.png_compress_level)
         rec["crop_file"] = f"{face_id}.png"
         faces_out.append(rec)
@@ -267,7 +287,6 @@ def process_item(item: dict, params: FacesParams) -> tuple[dict | None, str | No
     image_rec["n_detections"] = len(dets)
     if not dets:
         return {"image": image_rec, "faces": []}, "no_face"
-    grey = img.mean(axis=2)
     pixels: dict[str, np.ndarray] = {}
     for k, d in enumerate(dets):
         face_id = f"{prefix}-{k}"
@@ -282,7 +301,7 @@ def process_item(item: dict, params: FacesParams) -> tuple[dict | None, str | No
         rec = _face_record(face_id, k, img, FoundFace(d.box, d.score, lm, lm5, "detector"), detector=detector,
                            tf=tf, aligned=False, n_det=len(dets))
         rec["landmarks68_aligned"] = [float(v) for v in np.asarray(t.to_aligned(lm), np.float64).reshape(-1)]
-        rec["blockiness"] = blockiness(grey, d.box)
+        rec["blockiness"] = blockiness_rgb(img, d.box)
         files[f"{face_id}.png"] = encode_png(out, params.png_compress_level)
         pixels[face_id] = out
         rec["crop_file"] = f"{face_id}.png"

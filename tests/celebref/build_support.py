@@ -163,8 +163,11 @@ class FaultyTask:
     def __call__(self, payload):
         import os
 
-        if isinstance(payload, tuple) and len(payload) == 6 and isinstance(payload[5], list):
-            stage, items = payload[3], payload[5]
+        from celebref.pipeline.runner import ItemStage
+
+        # a stage runner's shard: (ItemStage, cache_root, key, items, followers)
+        if isinstance(payload, tuple) and len(payload) == 5 and isinstance(payload[0], ItemStage):
+            stage, items = payload[0].name, payload[3]
             ids = {i["item_id"] for i in items}
             for f in self.faults:
                 if f["stage"] == stage and f["item_id"] in ids:

@@ -40,7 +40,10 @@ def test_dask_build_identical_to_local_despite_worker_failures(dask_cluster, sma
         {"stage": "embed", "item_id": embed_item, "kind": "raise", "times": 1},  # the task raises
     ])
     n_events = len(dask_cluster.events)
-    r = build_dataset(small_sources, tmp_path / "dask", parse_config(SMALL_CFG), executor=ex)
+    # three separate passes (runner.fuse false), so that the embed stage runs shards of its own to inject into;
+    # small_built is fused: the same dataset either way
+    r = build_dataset(small_sources, tmp_path / "dask", parse_config({**SMALL_CFG, "runner": {
+        **SMALL_CFG["runner"], "fuse": False}}), executor=ex)
     # the same dataset as the local executor: every row and value, the tables, the image bytes
     pd.testing.assert_frame_equal(r.manifest, small_built.manifest)
     pd.testing.assert_frame_equal(r.identities, small_built.identities)

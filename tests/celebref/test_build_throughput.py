@@ -153,3 +153,16 @@ def test_worker_stage_modules_import_neither_torch_nor_pandas():
     out = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split("\n")[:2] == ["[]", "True BuildConfig"]
+
+
+def test_blockiness_of_the_face_region_equals_the_whole_photo_grey(photos):
+    from celebref.pipeline.faces_stage import blockiness, blockiness_rgb
+
+    img = read_image(sorted(photos.iterdir())[0])
+    h, w = img.shape[:2]
+    grey = img.mean(axis=2)
+    boxes = [(60.4, 70.6, 190.2, 200.9), (-15, -10, 120, 130), (w - 100, h - 90, w + 20, h + 5), (0, 0, w, h),
+             (10, 10, 30, 30)]  # inside, clipped at the top-left / bottom-right, the whole photo, too small
+    for box in boxes:
+        assert blockiness_rgb(img, box) == blockiness(grey, box), box
+    assert blockiness_rgb(img, boxes[-1]) is None and blockiness_rgb(img, boxes[0]) is not None
