@@ -208,6 +208,7 @@ def _run_item_stages(specs: list[SourceSpec], cache_root: Path, cfg: BuildConfig
     t0 = time.perf_counter()
     ing = ingest_sources(specs, cache_root, cfg, quiet=quiet, executor=executor)
     timings["ingest"] = {"wall_s": round(time.perf_counter() - t0, 3), "items": len(ing.items)}
+    executor.wait_ready()  # the rest of the pool's start (executor.startup_wait_s), outside the stage timings
     common = {"cache_root": cache_root, "executor": executor, "shard_size": cfg.runner.shard_size,
               "progress": progress}
     fparams = faces_stage.FacesParams(cfg.faces, cfg.ingest.max_pixels, cfg.ingest.max_bytes,

@@ -166,8 +166,10 @@ class OutputConfig:
 
 @dataclass(frozen=True)
 class RunnerConfig:
-    #: items per shard (the unit of work handed to a worker and the unit of the stats/commit files)
-    shard_size: int = 8
+    #: items per shard (the unit of work handed to a worker and the unit of the stats/commit files); 'auto' = 8, or
+    #: fewer when a stage has too few items to give every worker 4 shards (keeps every worker busy to the end of a
+    #: small build; see runner.shard_size_for)
+    shard_size: Union[int, Literal["auto"]] = "auto"
     #: attempts after the first for a shard whose worker died or raised (then recorded as failed; rerun retries)
     retries: int = 2
     #: compute the embed and quality stages in the faces pass, on the crop still in memory (one decode, no barrier
@@ -220,7 +222,7 @@ def _validate(cfg: BuildConfig) -> None:
     need(cfg.crawl.timeout_s > 0 and cfg.crawl.total_timeout_s > 0, "crawl timeouts must be > 0")
     need(cfg.crawl.deadline_s is None or cfg.crawl.deadline_s > 0, "crawl.deadline_s must be > 0 or null")
     need(cfg.crawl.retries >= 0, "crawl.retries must be >= 0")
-    need(cfg.runner.shard_size >= 1, "runner.shard_size must be >= 1")
+    need(cfg.runner.shard_size == "auto" or int(cfg.runner.shard_size) >= 1, "runner.shard_size must be >= 1 or 'auto'")
     need(cfg.runner.retries >= 0, "runner.retries must be >= 0")
     need(cfg.identity.knn_k >= 2, "identity.knn_k must be >= 2")
     need(cfg.identity.split_margin is None or cfg.identity.split_margin >= 0, "identity.split_margin must be >= 0")

@@ -76,6 +76,9 @@ class Executor(ABC):
     def prepare(self, paths: Sequence[str | os.PathLike]) -> None:
         """Check that the workers can read/write ``paths`` (nothing to do on this machine)."""
 
+    def wait_ready(self) -> None:
+        """Wait until the workers started by :meth:`prepare` are ready (nothing to wait for by default)."""
+
     def close(self) -> None:  # pragma: no cover - nothing to release for the inline executor
         pass
 

@@ -22,6 +22,7 @@ Global stages (one computation over every face, e.g. the identity clustering) ar
 from __future__ import annotations
 
 import logging
+import math
 import time
 import traceback
 from collections import Counter
@@ -55,6 +56,22 @@ class Followers:
 
     stages: tuple[ItemStage, ...]
     handoff: Callable[[str, dict, dict, Callable[[str], Path]], Optional[dict]]
+
+
+#: ``runner.shard_size: auto``: at most this many items a shard, and at least this many shards a worker
+AUTO_SHARD_MAX = 8
+SHARDS_PER_WORKER = 4
+
+
+def shard_size_for(n_items: int, workers: int, shard_size: int | str) -> int:
+    """Items per shard: ``shard_size`` when it is a number; for ``'auto'`` :data:`AUTO_SHARD_MAX`, or fewer so that
+    each of ``workers`` gets :data:`SHARDS_PER_WORKER` shards (40 photos on 2 workers: 5 a shard, 8 shards, instead
+    of 5 shards of 8 of which the last keeps one worker busy while the other idles). Only the shard boundaries
+    (commit markers) depend on it; every item's result is cached on its own, so a rerun with other workers
+    reuses them."""
+    if shard_size != "auto":
+        return int(shard_size)
+    return max(1, min(AUTO_SHARD_MAX, math.ceil(n_items / (max(1, int(workers)) * SHARDS_PER_WORKER))))
 
 
 def item_stage_key(stage: ItemStage, upstream: tuple[str, ...]) -> str:
@@ -148,7 +165,7 @@ def _run_followers(follow: tuple, cache_root: Path, iid: str, result: dict, pixe
 
 
 def run_item_stage(stage: ItemStage, items: list[dict], *, cache_root: Path, upstream: tuple[str, ...],
-                   executor: Executor, shard_size: int, progress=None,
+                   executor: Executor, shard_size: int | str, progress=None,
                    followers: Followers | None = None) -> StageRun:
     """Run ``stage`` on every item not cached yet (see the module docstring); ``progress(total, desc)`` makes a
     bar that counts items (photos for the faces stage). ``followers`` run in the same pass (fused)."""
@@ -160,7 +177,8 @@ def run_item_stage(stage: ItemStage, items: list[dict], *, cache_root: Path, ups
     if followers is not None and followers.stages:
         follow = (tuple((f, item_stage_key(f, (key,))) for f in followers.stages), followers.handoff)
     items = sorted(items, key=lambda i: i["item_id"])
-    shards = [items[i:i + shard_size] for i in range(0, len(items), shard_size)]
+    size = shard_size_for(len(items), executor.workers, shard_size)
+    shards = [items[i:i + size] for i in range(0, len(items), size)]
     done = cache.done_shards()
     payloads, hashes = [], []
     cached = 0

@@ -207,6 +207,9 @@ def fault_injecting(inner, marker_dir: Path, faults: list[dict]):
         def prepare(self, paths):
             inner.prepare(paths)
 
+        def wait_ready(self):
+            inner.wait_ready()
+
         def describe(self):
             return inner.describe()
 

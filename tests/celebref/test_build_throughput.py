@@ -166,3 +166,16 @@ def test_blockiness_of_the_face_region_equals_the_whole_photo_grey(photos):
     for box in boxes:
         assert blockiness_rgb(img, box) == blockiness(grey, box), box
     assert blockiness_rgb(img, boxes[-1]) is None and blockiness_rgb(img, boxes[0]) is not None
+
+
+def test_auto_shard_size_gives_every_worker_several_shards():
+    from celebref.pipeline import ConfigError
+    from celebref.pipeline.runner import shard_size_for
+
+    assert parse_config({}).runner.shard_size == "auto"
+    assert shard_size_for(40, 2, "auto") == 5  # 8 shards for 2 workers, not 5 shards of 8
+    assert shard_size_for(70_000, 16, "auto") == 8 and shard_size_for(40, 1, "auto") == 8
+    assert shard_size_for(3, 2, "auto") == 1 and shard_size_for(0, 2, "auto") == 1
+    assert shard_size_for(40, 2, 3) == 3  # an explicit size is kept
+    with pytest.raises(ConfigError, match="shard_size"):
+        parse_config({"runner": {"shard_size": 0}})
