@@ -143,7 +143,8 @@ def test_dask_crawl_partitions_urls_by_host(dask_cluster, tmp_path):
 
         assert key(dist) == key(local)
         assert sorted(r["reason"] or "ok" for r in dist).count("ok") == 10
-        assert len(list((tmp_path / "dask" / "crawl").glob("*.part-*.jsonl"))) == 2
+        # one state file per partition that holds URLs: 2, or 1 when both hosts' random ports hash together
+        assert len(list((tmp_path / "dask" / "crawl").glob("*.part-*.jsonl"))) == len(parts)
         for site in sites:  # robots.txt once per host per crawl; disallowed paths never requested
             assert site.hits["/robots.txt"] == 2 and site.hits["/private/x.jpg"] == 0
         hits = [dict(s.hits) for s in sites]
