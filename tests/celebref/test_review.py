@@ -296,9 +296,13 @@ def test_review_page_in_chromium_curate_and_rebuild(reviewed, small_built, small
         _click(b, "#save")
         shown = b.execute("return document.getElementById('curation-json').textContent;")
         got = downloads / "curation.json"
-        for _ in range(100):  # the download lands asynchronously
-            if got.is_file() and got.stat().st_size:
-                break
+        deadline = time.monotonic() + 60  # the download lands asynchronously (slow on a loaded 2-core machine)
+        while time.monotonic() < deadline:
+            try:
+                if json.loads(got.read_text()) == json.loads(shown):
+                    break
+            except (OSError, ValueError):  # not there yet, or still being written
+                pass
             time.sleep(0.1)
         assert got.is_file(), list(downloads.iterdir())
         assert json.loads(got.read_text()) == json.loads(shown)
