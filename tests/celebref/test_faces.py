@@ -10,7 +10,7 @@ import pytest
 from bfrcore.faces import align_face, detect_faces, detect_landmarks68, ffhq_quad, get_embedder, realign
 from bfrcore.faces.embed import pairwise_distance
 from bfrcore.imageio import read_image
-from tests.helpers import CELEBREF_EXAMPLES, read_landmark_txt
+from tests.helpers import read_landmark_txt
 
 pytestmark = pytest.mark.shared_data
 
