@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from baselines.base import RestorationModel, conv_weights_to
 from bfrcore.errors import ConfigError, InputError
-from bfrcore.typed_config import Rules, parse_overrides
+from bfrcore.typed_config import Rules, parse_overrides, read_yaml_mapping
 
 CHECKPOINT_FORMAT = "celebref.checkpoint/1"
 
@@ -123,15 +122,9 @@ def resolve_config(info: ModelInfo, config: Any = None) -> Any:
     if isinstance(config, str) and config in info.configs:
         return info.configs[config]
     if isinstance(config, (str, os.PathLike)):
-        p = Path(config)
-        if not p.is_file():
+        if not Path(config).is_file():
             raise ConfigError(f"{info.name}: unknown config {config!r} (named configs: {', '.join(info.configs)})")
-        try:
-            loaded = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{p}: not valid YAML ({e})") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{p}: a model config must be a YAML mapping")
+        loaded = read_yaml_mapping(config, "model config", ConfigError, empty_ok=True)
         config = loaded.get("model_config", loaded)
     if isinstance(config, dict):
         config = dict(config)

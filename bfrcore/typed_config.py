@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 
@@ -64,6 +66,26 @@ def to_plain(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {k: to_plain(v) for k, v in obj.items()}
     return obj
+
+
+def read_yaml_mapping(path: str | os.PathLike, what: str, error: type[Exception] = ValueError,
+                      *, empty_ok: bool = False) -> dict:
+    """The mapping at the top of YAML file ``path`` (safe loader). Errors (``error``) name the file: not found, not
+    valid YAML, or not "a ``what`` must be a YAML mapping". ``empty_ok``: an empty file is ``{}``."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise error(f"config file {p} not found")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise error(f"{p}: not valid YAML ({e})") from None
+    if data is None and empty_ok:
+        return {}
+    if not isinstance(data, dict):
+        raise error(f"{p}: a {what} must be a YAML mapping")
+    return data
 
 
 def set_dotted(raw: dict, dotted: str, value: Any, error: type[Exception] = ValueError) -> None:

@@ -34,7 +34,7 @@ from typing import Any, Literal
 import yaml
 
 from bfrcore import errors
-from bfrcore.typed_config import parse_dataclass, set_dotted, to_plain
+from bfrcore.typed_config import parse_dataclass, read_yaml_mapping, set_dotted, to_plain
 
 CONFIG_FORMAT = "celebref.train-config/1"
 
@@ -264,17 +264,8 @@ def load_config(path: str | os.PathLike | None = None, overrides: Mapping[str, A
     parse and validate. Errors are :class:`ConfigError` naming the file and key."""
     where = ""
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file {p} not found")
-        try:
-            loaded = yaml.safe_load(p.read_text())
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{p}: not valid YAML ({e})") from e
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{p}: a training config must be a YAML mapping")
-        raw = loaded
-        where = f"{p}: "
+        raw = read_yaml_mapping(path, "training config", ConfigError)
+        where = f"{Path(path)}: "
     if raw is None:
         raise ConfigError("no config given")
     raw = _deepcopy_plain(raw)

@@ -17,7 +17,7 @@ from typing import Any, Literal, Optional, Union
 import yaml
 
 from bfrcore import errors
-from bfrcore.typed_config import parse_dataclass, set_dotted, to_plain
+from bfrcore.typed_config import parse_dataclass, read_yaml_mapping, set_dotted, to_plain
 from celebref.ingest.config import CrawlConfig, IngestConfig
 
 
@@ -243,17 +243,7 @@ def parse_config(data: dict | None) -> BuildConfig:
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> BuildConfig:
     """Read a YAML config (None: defaults) and apply ``section.key=value`` overrides (values parsed as YAML)."""
-    data: dict = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file {p} not found")
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{p}: invalid YAML: {e}") from e
-        if not isinstance(data, dict):
-            raise ConfigError(f"{p}: expected a mapping at the top level")
+    data = {} if path is None else read_yaml_mapping(path, "build config", ConfigError, empty_ok=True)
     for ov in overrides or []:
         if "=" not in ov:
             raise ConfigError(f"override {ov!r}: expected section.key=value")

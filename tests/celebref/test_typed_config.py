@@ -138,3 +138,28 @@ def test_parse_overrides_replaces_only_the_given_fields():
         parse_overrides(base, {"ratoi": 1}, "", MyError)
     with pytest.raises(MyError, match=r"^limit: expected an integer"):
         parse_overrides(base, {"limit": "many"}, "", MyError)
+
+
+def test_read_yaml_mapping_names_the_file_and_the_problem(tmp_path):
+    """The one YAML reader of the build, training and model configs."""
+    from bfrcore.typed_config import read_yaml_mapping
+
+    class Bad(ValueError):
+        pass
+
+    good = tmp_path / "good.yaml"
+    good.write_text("a: 1\nb: {c: two}\n")
+    assert read_yaml_mapping(good, "build config", Bad) == {"a": 1, "b": {"c": "two"}}
+    cases = {"missing.yaml": None, "list.yaml": "- 1\n- 2\n", "broken.yaml": "a: [1\n", "empty.yaml": ""}
+    for name, text in cases.items():
+        if text is not None:
+            (tmp_path / name).write_text(text)
+    with pytest.raises(Bad, match=r"config file .*missing.yaml not found"):
+        read_yaml_mapping(tmp_path / "missing.yaml", "build config", Bad)
+    with pytest.raises(Bad, match=r"list.yaml: a training config must be a YAML mapping"):
+        read_yaml_mapping(tmp_path / "list.yaml", "training config", Bad)
+    with pytest.raises(Bad, match=r"broken.yaml: not valid YAML"):
+        read_yaml_mapping(tmp_path / "broken.yaml", "model config", Bad)
+    with pytest.raises(Bad, match="must be a YAML mapping"):
+        read_yaml_mapping(tmp_path / "empty.yaml", "training config", Bad)
+    assert read_yaml_mapping(tmp_path / "empty.yaml", "build config", Bad, empty_ok=True) == {}
