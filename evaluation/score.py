@@ -14,7 +14,6 @@ that ``bench evaluate`` uses (:mod:`evaluation.scoring`).
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -43,7 +42,6 @@ from evaluation.scorer import Scorer
 from evaluation.scoring import run_scoring
 from evaluation.summary import BootstrapSpec
 
-log = logging.getLogger("celebref.score")
 
 EXTENSIONS = ("png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff")
 
