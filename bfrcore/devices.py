@@ -19,3 +19,17 @@ def resolve_device(name: str) -> str:
             raise InputError("--device cuda was requested but torch sees no CUDA device")
         return "cuda"
     raise InputError(f"unknown device {name!r}")
+
+
+def resolve_device_lazily(name: str) -> str:
+    """:func:`resolve_device` for processes that need torch only on a GPU: ``auto`` is ``cpu`` without importing
+    torch when no NVIDIA driver is loaded (``/proc/driver/nvidia/version``); ``cuda:N`` is kept as given once CUDA
+    is available."""
+    from pathlib import Path
+
+    if name == "cpu" or (name == "auto" and not Path("/proc/driver/nvidia/version").exists()):
+        return "cpu"
+    if name.startswith("cuda:"):
+        resolve_device("cuda")
+        return name
+    return resolve_device(name)

@@ -59,53 +59,58 @@ def landmarks68(img: np.ndarray, box) -> np.ndarray:
     return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float32)
 
 
-def _dlib_hog(img: np.ndarray, upsample: int) -> list[Face]:
+def _dlib_hog(img: np.ndarray, upsample: int, device: str = "cpu") -> list[Face]:
     rects, scores, _ = dlib_models.hog_detector().run(img, upsample, 0.0)
     return [Face((r.left(), r.top(), r.right(), r.bottom()), float(s), "dlib-hog") for r, s in zip(rects, scores)]
 
 
-def _dlib_cnn(img: np.ndarray, upsample: int) -> list[Face]:
+def _dlib_cnn(img: np.ndarray, upsample: int, device: str = "cpu") -> list[Face]:
     dets = dlib_models.cnn_detector()(img, upsample)
     return [Face((d.rect.left(), d.rect.top(), d.rect.right(), d.rect.bottom()), float(d.confidence), "dlib-cnn")
             for d in dets]
 
 
-_MTCNN = None
+_MTCNN: dict = {}
 
 
-def _mtcnn(img: np.ndarray, upsample: int) -> list[Face]:
-    global _MTCNN
-    if _MTCNN is None:
+def mtcnn_model(device: str = "cpu"):
+    """facenet-pytorch's MTCNN (weights shipped in its wheel, checked by hash) on ``device``, one per process."""
+    if device not in _MTCNN:
         from facenet_pytorch import MTCNN
 
         from bfrcore import weights
 
         for net in ("pnet", "rnet", "onet"):  # they ship in the wheel; verify they are the expected files
             weights.require(f"mtcnn-{net}")
-        _MTCNN = MTCNN(keep_all=True, device="cpu", post_process=False)
-    boxes, probs, points = _MTCNN.detect(img, landmarks=True)
+        _MTCNN[device] = MTCNN(keep_all=True, device=device, post_process=False)
+    return _MTCNN[device]
+
+
+def _mtcnn(img: np.ndarray, upsample: int, device: str = "cpu") -> list[Face]:
+    boxes, probs, points = mtcnn_model(device).detect(img, landmarks=True)
     if boxes is None:
         return []
     return [Face(tuple(float(v) for v in b), float(p), "mtcnn", landmarks5=np.asarray(pt, np.float32))
             for b, p, pt in zip(boxes, probs, points)]
 
 
-_INSIGHTFACE = None
+_INSIGHTFACE: dict = {}
 
 
-def _insightface(img: np.ndarray, upsample: int) -> list[Face]:
-    global _INSIGHTFACE
-    if _INSIGHTFACE is None:
+def _insightface(img: np.ndarray, upsample: int, device: str = "cpu") -> list[Face]:
+    if device not in _INSIGHTFACE:
         from insightface.model_zoo import get_model
 
         from bfrcore import weights
+        from bfrcore.faces.embed import onnx_providers
 
         pack = weights.require("insightface-buffalo_l")
-        det = get_model(str(pack / "det_10g.onnx"), providers=["CPUExecutionProvider"])
-        det.prepare(ctx_id=-1, input_size=(640, 640), det_thresh=0.5)
-        _INSIGHTFACE = det
+        providers, ctx = onnx_providers(device)
+        det = get_model(str(pack / "det_10g.onnx"), providers=providers)
+        det.prepare(ctx_id=ctx, input_size=(640, 640), det_thresh=0.5)
+        _INSIGHTFACE[device] = det
     bgr = np.ascontiguousarray(img[:, :, ::-1])
-    bboxes, kpss = _INSIGHTFACE.detect(bgr, max_num=0, metric="default")
+    bboxes, kpss = _INSIGHTFACE[device].detect(bgr, max_num=0, metric="default")
     out = []
     for i, b in enumerate(bboxes):
         kps = kpss[i].astype(np.float32) if kpss is not None else None
@@ -113,7 +118,8 @@ def _insightface(img: np.ndarray, upsample: int) -> list[Face]:
     return out
 
 
-_BACKENDS: dict[str, Callable[[np.ndarray, int], list[Face]]] = {
+#: backend(img, upsample, device) -> faces; dlib's ignore ``device`` (CPU builds)
+_BACKENDS: dict[str, Callable[..., list[Face]]] = {
     "dlib-hog": _dlib_hog,
     "dlib-cnn": _dlib_cnn,
     "mtcnn": _mtcnn,
@@ -122,15 +128,17 @@ _BACKENDS: dict[str, Callable[[np.ndarray, int], list[Face]]] = {
 
 
 def detect_faces(img: np.ndarray, *, detector: str = "dlib-hog", upsample: int = 1,
-                 with_landmarks: bool = True, min_score: float | None = None) -> list[Face]:
+                 with_landmarks: bool = True, min_score: float | None = None, device: str = "cpu") -> list[Face]:
     """Every face in ``img`` (RGB uint8), largest first, each with 68-point landmarks when ``with_landmarks``.
 
     ``upsample``: dlib image pyramid upsampling (1 finds faces down to ~40 px; 0 is 4x faster, ~80 px).
+    ``device``: where ``mtcnn`` / ``insightface`` run (``cpu``, ``cuda``, ``cuda:N``); the 68 points always come from
+    dlib's regressor on the CPU.
     """
     img = _check_rgb(img)
     if detector not in _BACKENDS:
         raise ValueError(f"unknown detector {detector!r}; choose from {DETECTORS}")
-    faces = _BACKENDS[detector](img, upsample)
+    faces = _BACKENDS[detector](img, upsample, device)
     if min_score is not None:
         faces = [f for f in faces if f.score >= min_score]
     if with_landmarks:

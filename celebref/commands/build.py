@@ -31,10 +31,12 @@ def register(sub, common) -> None:
                    help="Dask scheduler address (with --executor dask); workers must see OUT and the sources at the "
                         "same paths (shared filesystem)")
     cliutil.add_seed(p, default=None)
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
-                   help="accepted for uniformity with the other commands: every build stage runs on CPU (dlib, MTCNN "
-                        "and InsightFace/ONNX pinned to CPU, per-image NIQE), so 'auto' and 'cpu' both mean CPU and "
-                        "'cuda' is refused (exit 2) rather than silently ignored")
+    p.add_argument("--device", default=None, choices=("auto", "cpu", "cuda"),
+                   help="where the torch parts of the per-image stages run (runner.device): the identity embedder "
+                        "(dlib's network run by torch, or ArcFace through onnxruntime's CUDA provider) and the MTCNN "
+                        "/ InsightFace detectors (--set faces.detector=mtcnn); dlib's HOG detector, the 68 points "
+                        "and the quality scores stay on the CPU. Default: the config's runner.device (auto: cuda "
+                        "when torch sees a GPU)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override one config value, e.g. --set quality.min_sharpness=50 (repeatable)")
     p.add_argument("--truth", type=Path, default=None,
@@ -74,11 +76,9 @@ def run(args: argparse.Namespace) -> int:
     from celebref.pipeline import build_dataset, load_config
     from celebref.pipeline.executor import ExecutorError
 
-    if args.device == "cuda":
-        raise cliutil.UsageError("celebref build has no GPU path: its detectors, embedders and quality scores run "
-                                 "on CPU (the dlib-bin wheel is a CPU build; MTCNN and the InsightFace ONNX models "
-                                 "are created on CPU); use --device cpu or auto")
     overrides = list(args.set)
+    if args.device is not None:
+        overrides.append(f"runner.device={args.device}")
     if args.seed is not None:
         overrides.append(f"seed={args.seed}")
     cfg = load_config(args.config, overrides)  # ConfigError (an InputError): exit 2
@@ -125,7 +125,9 @@ def run(args: argparse.Namespace) -> int:
         summary.notes.append(write_split(split, args.emit_split))
         summary.outputs["celebref-hq-v1 split"] = str(args.emit_split)
     summary.notes.append(f"NIQE: {info['resolved']['niqe']}")
-    summary.notes.append("device: cpu (every build stage runs on CPU)")
+    dev = info["resolved"].get("device") or {}
+    summary.notes.append(f"device: detector {dev.get('detector', 'cpu')}, embedder {dev.get('embedder', 'cpu')} "
+                         f"(68 points and quality scores on cpu)")
     ex = info.get("executor") or {}
     failed = [e for e in ex.get("events", []) if e.get("final")]
     retried = [e for e in ex.get("events", []) if not e.get("final")]

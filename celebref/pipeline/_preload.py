@@ -42,13 +42,20 @@ def _warm() -> None:
         dlib_models.hog_detector()
         dlib_models.shape_predictor_68()
         dlib_models.shape_predictor_5()
-        dlib_models.face_recognizer()
     except Exception:  # noqa: BLE001 - best effort
+        pass
+    try:
+        from bfrcore import weights
+        from bfrcore.faces import dlib_resnet
+
+        # the build's default on the CPU: dlib's network run by onnxruntime
+        dlib_resnet.onnx_session(weights.require("dlib-resnet-face-v1"))
+    except Exception:  # noqa: BLE001
         pass
     try:
         from celebref.pipeline import quality
 
-        quality.niqe_backend()  # imports torch + bfrcore.metrics.niqe and loads the NIQE parameters (cached)
+        quality.niqe_backend()  # loads bfrcore.metrics' NIQE and the NIQE parameters (cached)
     except Exception:  # noqa: BLE001
         pass
 

@@ -32,6 +32,7 @@ from pathlib import Path
 import pandas as pd
 
 from bfrcore.dataset import write_dataset
+from bfrcore.devices import resolve_device_lazily
 from bfrcore.progress import bar_factory
 from bfrcore.versions import package_versions
 from celebref.ingest import IngestResult, SourceSpec, ingest_sources, parse_source
@@ -97,6 +98,8 @@ class ItemStages:
     embedder: str
     executor: dict
     timings: dict[str, dict]
+    #: where the detector and the embedder ran
+    devices: dict[str, str] = field(default_factory=dict)
 
 
 def build_dataset(sources: list[str | SourceSpec], out: str | os.PathLike, cfg: BuildConfig | None = None, *,
@@ -116,6 +119,7 @@ def build_dataset(sources: list[str | SourceSpec], out: str | os.PathLike, cfg: 
         from celebref.review.curation import load_curation
 
         cur_doc = load_curation(curation)
+    resolve_device_lazily(cfg.runner.device)  # --device cuda without a GPU: InputError before any work
     out = _prepare_out(Path(out), mode)
     specs = [s if isinstance(s, SourceSpec) else parse_source(str(s)) for s in sources]
     if not specs:
@@ -211,11 +215,17 @@ def _run_item_stages(specs: list[SourceSpec], cache_root: Path, cfg: BuildConfig
     executor.wait_ready()  # the rest of the pool's start (executor.startup_wait_s), outside the stage timings
     common = {"cache_root": cache_root, "executor": executor, "shard_size": cfg.runner.shard_size,
               "progress": progress}
+    device = resolve_device_lazily(cfg.runner.device)
+    if cfg.identity.engine == "dlib" and cfg.identity.embedder != "arcface":
+        device = "cpu"  # dlib's own network code is CPU-only (auto never asks it for a GPU)
     fparams = faces_stage.FacesParams(cfg.faces, cfg.ingest.max_pixels, cfg.ingest.max_bytes,
-                                      cfg.output.png_compress_level)
+                                      cfg.output.png_compress_level,
+                                      faces_stage.detector_device(faces_stage.resolve_detector(cfg.faces.detector),
+                                                                  device))
     embedder = embed_stage.resolve_embedder(cfg.identity.embedder)
     faces_st = ItemStage("faces", faces_stage.VERSION, faces_stage.process_item, fparams)
-    embed_st = ItemStage("embed", embed_stage.VERSION, embed_stage.embed_item, embed_stage.EmbedParams(embedder))
+    embed_st = ItemStage("embed", embed_stage.VERSION, embed_stage.embed_item,
+                         embed_stage.embed_params(embedder, cfg.identity.engine, device))
     quality_st = ItemStage("quality", quality.VERSION, quality.score_item, quality.QualityParams(cfg.quality.niqe))
     # fused: embed and quality run in the faces pass on the crops in memory; their own runs below then find every
     # item cached (and compute only what the fused pass left, e.g. after a config change of one stage)
@@ -229,7 +239,8 @@ def _run_item_stages(specs: list[SourceSpec], cache_root: Path, cfg: BuildConfig
     add_item_results(records, emb_run, q_run)
     timings.update(faces=faces_run.summary(), embed=emb_run.summary(), quality_scores=q_run.summary())
     return ItemStages(ing, {"faces": faces_run, "embed": emb_run, "quality": q_run}, records, embedder,
-                      {**executor.describe(), "events": executor.events[events_before:]}, timings)
+                      {**executor.describe(), "events": executor.events[events_before:]}, timings,
+                      {"detector": fparams.device, "embedder": embed_st.params.device})
 
 
 def _build_info(st: ItemStages, cfg: BuildConfig, specs: list[SourceSpec], *, groups, identity_key: str,
@@ -243,6 +254,9 @@ def _build_info(st: ItemStages, cfg: BuildConfig, specs: list[SourceSpec], *, gr
         "params": {**cfg.to_dict(), "size": cfg.faces.size},
         "sources": [_public_source(s) for s in specs],
         "resolved": {"detector": detector, "embedder": st.embedder, "metric": st.records.metric,
+                     "embed_engine": embed_stage.embed_params(st.embedder, cfg.identity.engine,
+                                                             st.devices.get("embedder", "cpu")).engine,
+                     "device": st.devices,
                      "cluster_threshold": groups.threshold, "niqe": _niqe_status(scores)},
         "versions": versions(),
         "weights": _weights_records(detector, st.embedder, scores),

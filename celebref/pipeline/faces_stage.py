@@ -44,6 +44,8 @@ class FacesParams:
     max_pixels: int
     max_bytes: int
     png_compress_level: int
+    #: the detector's device (``cpu`` unless the detector is a torch/ONNX one and the build runs on a GPU)
+    device: str = "cpu"
 
 
 def five_points(lm68: np.ndarray) -> np.ndarray:
@@ -168,6 +170,15 @@ def _aligned_box(side: int) -> tuple[float, ...]:
     return tuple(v * s for v in ALIGNED_FACE_BOX_512)
 
 
+#: detectors that run on a GPU when the build does (dlib's HOG and MMOD detectors are CPU builds here)
+GPU_DETECTORS = ("mtcnn", "insightface")
+
+
+def detector_device(detector: str, device: str) -> str:
+    """Where ``detector`` runs in a build on ``device``: the build's device for GPU-capable detectors, else cpu."""
+    return device if detector in GPU_DETECTORS else "cpu"
+
+
 def resolve_detector(name: str) -> str:
     if name != "auto":
         return name
@@ -234,7 +245,7 @@ def process_item(item: dict, params: FacesParams) -> tuple[dict | None, str | No
     prefix = item["item_id"][:16]
 
     if item.get("aligned"):
-        dets = detect_faces(img, detector=detector, upsample=0, with_landmarks=True)
+        dets = detect_faces(img, detector=detector, upsample=0, with_landmarks=True, device=params.device)
         image_rec["upsample"] = 0
         if dets:
             lm, box, score, lsrc = dets[0].landmarks68, dets[0].box, dets[0].score, "detector"
@@ -283,7 +294,8 @@ def process_item(item: dict, params: FacesParams) -> tuple[dict | None, str | No
     if upsample == "auto":
         upsample = 1 if max(w, h) <= cfg.auto_upsample_max_side else 0
     image_rec["upsample"] = int(upsample)
-    dets = detect_faces(img, detector=detector, upsample=int(upsample), with_landmarks=True, min_score=cfg.min_score)
+    dets = detect_faces(img, detector=detector, upsample=int(upsample), with_landmarks=True, min_score=cfg.min_score,
+                        device=params.device)
     image_rec["n_detections"] = len(dets)
     if not dets:
         return {"image": image_rec, "faces": []}, "no_face"

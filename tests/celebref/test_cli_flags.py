@@ -44,11 +44,20 @@ def test_known_metrics_pass_the_name_check(tmp_path, capsys):
 
 def test_celebref_build_device(tmp_path, capsys):
     assert celebref_main(["build", "--device", "cpu", "--print-config"]) == 0
+    assert "device: cpu" in capsys.readouterr().out
     assert celebref_main(["build", "--device", "auto", "--print-config"]) == 0
-    capsys.readouterr()
-    assert celebref_main(["build", "--device", "cuda", "--source", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
-    err = capsys.readouterr().err
-    assert "no GPU path" in err and "--device cpu" in err
-    assert not (tmp_path / "o").exists()
+    assert "device: auto" in capsys.readouterr().out
+    assert celebref_main(["build", "--print-config", "--set", "runner.device=cuda:1"]) == 0
+    assert celebref_main(["build", "--print-config", "--set", "runner.device=gpu"]) == 2
+    assert "runner.device must be auto, cpu, cuda or cuda:N" in capsys.readouterr().err
+    assert celebref_main(["build", "--print-config", "--device", "cuda", "--set", "identity.engine=dlib"]) == 2
+    assert "dlib's own network code is CPU-only" in capsys.readouterr().err
+    import torch
+
+    if not torch.cuda.is_available():  # this machine and CI: refused before any work, exit 2
+        assert celebref_main(["build", "--device", "cuda", "--source", str(tmp_path),
+                              "--out", str(tmp_path / "o")]) == 2
+        assert "torch sees no CUDA device" in capsys.readouterr().err
+        assert not (tmp_path / "o").exists()
     assert celebref_main(["build", "--device", "tpu", "--print-config"]) == 2
     assert "invalid choice" in capsys.readouterr().err

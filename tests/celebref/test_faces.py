@@ -128,6 +128,6 @@ def test_arcface_unavailable_says_how_to_fix(isolated_weights):
     from bfrcore.faces import embed as embed_mod
     from bfrcore.weights import MissingWeightsError
 
-    embed_mod._CACHE.pop("arcface", None)
+    embed_mod._CACHE.pop("arcface|dlib|cpu", None)
     with pytest.raises(MissingWeightsError, match="bench weights fetch insightface-buffalo_l"):
         get_embedder("arcface")
