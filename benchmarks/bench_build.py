@@ -2,7 +2,12 @@
 calls: HOG detect with upsample 1, 68-point shape, compute_face_descriptor, one photo after another).
 
     .venv/bin/python benchmarks/bench_build.py [--n 40] [--workers 2] [--faces ../shared/data/faces]
-        [--set identity.embedder=dlib] [--set runner.fuse=false] ...
+        [--set identity.embedder=dlib] [--set runner.fuse=false] [--device cuda] ...
+
+``--device cuda`` builds on the GPU (runner.device=cuda, the MTCNN detector, dlib's network run by torch) and then
+the same photos with the same config on the CPU, and prints how far the two builds agree: kept faces and
+identities, the largest landmark and embedding differences. ``--compare-device cpu`` runs that comparison for a CPU
+build too (the two must then agree exactly: a check of the comparison itself).
 
 Prints images/s per stage (from a cold cache) and end to end for ours, images/s for the peer script, measured in
 the same run on the same photos, and the ratio. ``--set key=value`` changes the build config (as `celebref build
@@ -21,6 +26,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -103,14 +110,65 @@ def shared_photos_found(faces: Path) -> bool:
     return False
 
 
+def embeddings(result) -> dict[str, np.ndarray]:
+    """face_id -> embedding, read from a build's embed-stage cache."""
+    import json
+
+    key = result.info["stage_keys"]["embed"]
+    out = {}
+    for f in (result.out / "cache" / "embed" / key / "items").glob("*/*.json"):
+        for face_id, vec in ((json.loads(f.read_text()).get("result") or {}).get("embeddings") or {}).items():
+            out[face_id] = np.asarray(vec, np.float32)
+    return out
+
+
+def compare_builds(a, b) -> dict:
+    """How far two builds of the same photos agree: kept faces, identity grouping (as sets of face ids, whatever
+    the labels), the largest source-landmark difference (px) and embedding difference (L2) over the shared faces."""
+    import pandas as pd
+
+    ma = pd.read_parquet(a.out / "manifest.parquet").set_index("face_id")
+    mb = pd.read_parquet(b.out / "manifest.parquet").set_index("face_id")
+    shared = ma.index.intersection(mb.index)
+
+    def groups(m):
+        kept = m[m["kept"]]
+        return sorted(sorted(g.index) for _, g in kept.groupby("identity"))
+
+    lm = [np.abs(np.asarray(ma.at[f, "landmarks68_source"], float) - np.asarray(mb.at[f, "landmarks68_source"],
+                                                                                   float)).max()
+          for f in shared if ma.at[f, "landmarks68_source"] is not None and mb.at[f, "landmarks68_source"] is not None]
+    ea, eb = embeddings(a), embeddings(b)
+    emb = [float(np.linalg.norm(ea[f] - eb[f])) for f in ea.keys() & eb.keys()]
+    return {"faces": (len(ma), len(mb)), "same_kept": set(ma.index[ma["kept"]]) == set(mb.index[mb["kept"]]),
+            "same_identities": groups(ma) == groups(mb), "dataset_hash_equal":
+            a.info["dataset_hash"] == b.info["dataset_hash"], "max_landmark_px": max(lm, default=float("nan")),
+            "max_embedding_l2": max(emb, default=float("nan")), "n_compared": len(emb)}
+
+
 def main(argv=None) -> int:
     ap = photo_parser(__doc__)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="cpu (default) or cuda (also builds on the CPU and compares)")
+    ap.add_argument("--compare-device", default=None, help="build again on this device and compare (cuda: cpu)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="build config override (repeatable), e.g. identity.embedder=dlib")
     args = ap.parse_args(argv)
     if not shared_photos_found(args.faces):
         return 2
+    if args.device != "cpu":
+        from bfrcore.devices import resolve_device_lazily
+        from bfrcore.errors import InputError
+
+        try:
+            resolve_device_lazily(args.device)
+        except InputError as e:
+            print(f"{e}: nothing measured", file=sys.stderr)
+            return 2
+        args.overrides = [f"runner.device={args.device}", "faces.detector=mtcnn", *args.overrides]
+        args.compare_device = args.compare_device or "cpu"
+    else:
+        args.overrides = ["runner.device=cpu", *args.overrides]
     from celebref.pipeline import build_dataset, parse_config
 
     paths = pick_photos(args.faces, args.n)
@@ -132,12 +190,21 @@ def main(argv=None) -> int:
         t1 = time.perf_counter()
         build_dataset([f"folder:{src}"], Path(tmp) / "out", cfg, workers=args.workers)  # all stages cached
         rerun = time.perf_counter() - t1
+        agreement = None
+        if args.compare_device:
+            other = parse_config(config_data([*args.overrides, f"runner.device={args.compare_device}"]))
+            t2 = time.perf_counter()
+            r2 = build_dataset([f"folder:{src}"], Path(tmp) / "out_other", other, workers=args.workers)
+            other_s = time.perf_counter() - t2
+            agreement = compare_builds(r, r2)
     n = len(paths)
     tm = r.info["timings"]
     faces = r.info["counts"]["candidate_faces"]
     fused = tm["faces"].get("fused")
+    res = r.info["resolved"]
     print(f"{n} photos, {faces} faces (peer found {peer_faces}); ours with --workers {args.workers}, embedder "
-          f"{r.info['resolved']['embedder']}, {'fused' if fused else 'separate'} per-item stages"
+          f"{res['embedder']} ({res.get('embed_engine')} engine), detector {res['detector']}, devices "
+          f"{res.get('device')}, {'fused' if fused else 'separate'} per-item stages"
           f"{' (' + ' '.join(args.overrides) + ')' if args.overrides else ''}; load average {os.getloadavg()[0]:.1f}")
     print(f"{'step':58s} {'seconds':>8s} {'images/s':>9s}")
     rows = [
@@ -162,6 +229,9 @@ def main(argv=None) -> int:
           f"per core ours/peer {peer_cpu / ours_cpu:.2f}x; on {args.workers} free core(s) ours would do "
           f"{args.workers * n / ours_cpu:.2f} img/s vs the peer's {n / peer_cpu:.2f} "
           f"({args.workers * peer_cpu / ours_cpu:.2f}x)")
+    if agreement is not None:
+        print(f"{args.device} build vs the same config on {args.compare_device} ({other_s:.2f} s there, "
+              f"{n / other_s:.2f} img/s): {agreement}")
     return 0
 
 
