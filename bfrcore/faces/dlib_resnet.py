@@ -22,7 +22,6 @@ at the end of each axis); global average → fc 256 → 128 without bias.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -363,28 +362,13 @@ _SESSIONS: dict = {}
 
 def onnx_model_bytes(path: str | Path) -> bytes:
     """The serialised ONNX graph of the network at ``path``, converted once per machine and kept in the weights
-    cache (``<cache>/derived/dlib-resnet-face-v1.<source sha256[:16]>.v<converter>.onnx`` with a ``.sha256`` file:
-    importing the ``onnx`` package alone costs about 0.8 s, paid once instead of per build and worker). A cached
-    file whose sha256 does not match its record is converted again; an unwritable cache converts in memory."""
+    cache (:mod:`bfrcore.weights.derived`: ``dlib-resnet-face-v1.<source sha256[:16]>.v<converter>.onnx``; importing
+    the ``onnx`` package alone costs about 0.8 s, paid once instead of per build and worker)."""
     from bfrcore import weights as wreg
-    from bfrcore.imageio import write_bytes_atomic
+    from bfrcore.weights.derived import load_or_derive
 
-    source = wreg.fingerprint(Path(path))
-    cached = wreg.cache_dir() / "derived" / f"dlib-resnet-face-v1.{source[:16]}.v{ONNX_CONVERTER_VERSION}.onnx"
-    record = cached.with_name(cached.name + ".sha256")
-    try:
-        data = cached.read_bytes()
-        if record.read_text().strip() == hashlib.sha256(data).hexdigest():
-            return data
-    except OSError:
-        pass
-    data = onnx_model(read_weights(path)).SerializeToString()
-    try:
-        write_bytes_atomic(cached, data)
-        write_bytes_atomic(record, hashlib.sha256(data).hexdigest().encode())
-    except OSError:
-        pass
-    return data
+    name = f"dlib-resnet-face-v1.{wreg.fingerprint(Path(path))[:16]}.v{ONNX_CONVERTER_VERSION}.onnx"
+    return load_or_derive(name, lambda: onnx_model(read_weights(path)).SerializeToString())[0]
 
 
 def onnx_session(path: str | Path, device: str = "cpu"):
