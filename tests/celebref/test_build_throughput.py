@@ -158,6 +158,28 @@ def test_worker_stage_modules_import_neither_torch_nor_pandas():
     assert out.stdout.split("\n")[:2] == ["[]", "True BuildConfig"]
 
 
+def test_a_worker_scores_a_photo_without_importing_torch(photos):
+    """What a build worker does to a photo by default (faces pass with embed and quality fused: the onnx engine
+    for dlib's network, NIQE by bfrcore.metrics.niqe_numpy) never imports torch (2-3 s of start-up)."""
+    photo = sorted(photos.iterdir())[0]
+    code = ("import sys\n"
+            "import celebref.pipeline._preload\n"  # the fork server's warm-up
+            "from celebref.pipeline import faces_stage, embed_stage, quality\n"
+            "from celebref.pipeline.config import parse_config\n"
+            "cfg = parse_config({})\n"
+            "fp = faces_stage.FacesParams(cfg.faces, cfg.ingest.max_pixels, cfg.ingest.max_bytes, 1)\n"
+            f"res, why = faces_stage.process_item({{'item_id': 'x' * 64, 'path': {str(photo)!r}}}, fp)\n"
+            "faces = [{'face_id': k, 'crop': None, 'aligned_input': False, 'pixels': v}\n"
+            "         for k, v in res['_pixels'].items()]\n"
+            "e, _ = embed_stage.embed_item({'faces': faces}, embed_stage.embed_params('dlib-flip', 'auto', 'cpu'))\n"
+            "q, _ = quality.score_item({'faces': faces}, quality.QualityParams(True))\n"
+            "rec = next(iter(q['scores'].values()))\n"
+            "print(len(e['embeddings']), rec['niqe_status'], rec['niqe'] > 0, 'torch' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["1", "ok", "True", "False"]
+
+
 def test_blockiness_of_the_face_region_equals_the_whole_photo_grey(photos):
     from celebref.pipeline.faces_stage import blockiness, blockiness_rgb
 
