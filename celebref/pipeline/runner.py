@@ -22,6 +22,7 @@ Global stages (one computation over every face, e.g. the identity clustering) ar
 from __future__ import annotations
 
 import logging
+import os
 import math
 import time
 import traceback
@@ -60,18 +61,35 @@ class Followers:
 
 #: ``runner.shard_size: auto``: at most this many items a shard, and at least this many shards a worker
 AUTO_SHARD_MAX = 8
-SHARDS_PER_WORKER = 4
+SHARDS_PER_WORKER = 8
 
 
 def shard_size_for(n_items: int, workers: int, shard_size: int | str) -> int:
     """Items per shard: ``shard_size`` when it is a number; for ``'auto'`` :data:`AUTO_SHARD_MAX`, or fewer so that
-    each of ``workers`` gets :data:`SHARDS_PER_WORKER` shards (40 photos on 2 workers: 5 a shard, 8 shards, instead
-    of 5 shards of 8 of which the last keeps one worker busy while the other idles). Only the shard boundaries
+    each of ``workers`` gets :data:`SHARDS_PER_WORKER` shards (40 photos on 2 workers: 3 a shard, 14 shards, instead
+    of 5 shards of 8 of which the last keeps one worker busy while the other idles; shards are handed out largest
+    first). Only the shard boundaries
     (commit markers) depend on it; every item's result is cached on its own, so a rerun with other workers
     reuses them."""
     if shard_size != "auto":
         return int(shard_size)
     return max(1, min(AUTO_SHARD_MAX, math.ceil(n_items / (max(1, int(workers)) * SHARDS_PER_WORKER))))
+
+
+def _shard_cost(items: list[dict]) -> float:
+    """A shard's expected work: the bytes of its photos (faces stage; decode and detection grow with the photo),
+    else its number of faces (embed and quality stages)."""
+    cost = 0.0
+    for it in items:
+        path = it.get("path")
+        if path:
+            try:
+                cost += os.path.getsize(path)
+                continue
+            except OSError:
+                pass
+        cost += 100_000.0 * max(1, len(it.get("faces") or ()))
+    return cost
 
 
 def item_stage_key(stage: ItemStage, upstream: tuple[str, ...]) -> str:
@@ -196,6 +214,10 @@ def run_item_stage(stage: ItemStage, items: list[dict], *, cache_root: Path, ups
             continue
         payloads.append((stage, str(cache_root), key, pending, follow))
         hashes.append((h, ids))
+    # largest shards first (longest-processing-time order): the last shards handed out are the quick ones, so the
+    # workers finish together; the results do not depend on the order
+    order = sorted(range(len(payloads)), key=lambda k: (-_shard_cost(payloads[k][3]), hashes[k][0]))
+    payloads, hashes = [payloads[k] for k in order], [hashes[k] for k in order]
     run = StageRun(name, key, cache, {}, cached=cached)
     t0 = time.perf_counter()
     n_pending = sum(len(p[3]) for p in payloads)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -198,9 +199,48 @@ def test_auto_shard_size_gives_every_worker_several_shards():
     from celebref.pipeline.runner import shard_size_for
 
     assert parse_config({}).runner.shard_size == "auto"
-    assert shard_size_for(40, 2, "auto") == 5  # 8 shards for 2 workers, not 5 shards of 8
-    assert shard_size_for(70_000, 16, "auto") == 8 and shard_size_for(40, 1, "auto") == 8
+    assert shard_size_for(40, 2, "auto") == 3  # 14 shards for 2 workers, not 5 shards of 8
+    assert shard_size_for(70_000, 16, "auto") == 8 and shard_size_for(40, 1, "auto") == 5
     assert shard_size_for(3, 2, "auto") == 1 and shard_size_for(0, 2, "auto") == 1
     assert shard_size_for(40, 2, 3) == 3  # an explicit size is kept
     with pytest.raises(ConfigError, match="shard_size"):
         parse_config({"runner": {"shard_size": 0}})
+
+
+def test_shards_are_handed_out_largest_first(tmp_path):
+    """Longest-processing-time order: the faces stage's shards by their photos' bytes, the others by faces."""
+    from celebref.pipeline.runner import _shard_cost
+
+    small, big = tmp_path / "small.jpg", tmp_path / "big.jpg"
+    small.write_bytes(b"x" * 10)
+    big.write_bytes(b"x" * 5000)
+    assert _shard_cost([{"path": str(big)}]) > _shard_cost([{"path": str(small)}, {"path": str(small)}])
+    assert _shard_cost([{"faces": [1, 2, 3]}]) > _shard_cost([{"faces": [1]}])
+    assert _shard_cost([{"path": str(tmp_path / "gone.jpg")}]) > 0  # a file that vanished still counts as work
+
+
+def _count_item(item: dict, params) -> tuple[dict, None]:
+    return {"bytes": len(open(item["path"], "rb").read())}, None
+
+
+def test_run_item_stage_submits_the_largest_shard_first(tmp_path):
+    from celebref.pipeline.executor import LocalExecutor
+    from celebref.pipeline.runner import ItemStage, run_item_stage
+
+    items = []
+    for k, size in enumerate((10, 3000, 200, 90_000)):
+        p = tmp_path / f"photo{k}.jpg"
+        p.write_bytes(b"x" * size)
+        items.append({"item_id": f"{k:064d}", "path": str(p)})
+
+    class Recording(LocalExecutor):
+        order: list = []
+
+        def run(self, task, payloads, labels=None):
+            Recording.order = [[i["path"] for i in p[3]] for p in payloads]
+            return super().run(task, payloads, labels)
+
+    run = run_item_stage(ItemStage("t", "1", _count_item, None), items, cache_root=tmp_path / "cache", upstream=(),
+                         executor=Recording(1), shard_size=1)
+    assert [Path(o[0]).name for o in Recording.order] == ["photo3.jpg", "photo1.jpg", "photo2.jpg", "photo0.jpg"]
+    assert {r["result"]["bytes"] for r in run.records.values()} == {10, 3000, 200, 90_000}
