@@ -119,7 +119,7 @@ def build_dataset(sources: list[str | SourceSpec], out: str | os.PathLike, cfg: 
         from celebref.review.curation import load_curation
 
         cur_doc = load_curation(curation)
-    resolve_device_lazily(cfg.runner.device)  # --device cuda without a GPU: InputError before any work
+    stage_devices(cfg)  # --device cuda without a GPU (or without onnxruntime's CUDA provider): exit 2 before any work
     out = _prepare_out(Path(out), mode)
     specs = [s if isinstance(s, SourceSpec) else parse_source(str(s)) for s in sources]
     if not specs:
@@ -215,17 +215,13 @@ def _run_item_stages(specs: list[SourceSpec], cache_root: Path, cfg: BuildConfig
     executor.wait_ready()  # the rest of the pool's start (executor.startup_wait_s), outside the stage timings
     common = {"cache_root": cache_root, "executor": executor, "shard_size": cfg.runner.shard_size,
               "progress": progress}
-    device = resolve_device_lazily(cfg.runner.device)
-    if cfg.identity.engine == "dlib" and cfg.identity.embedder != "arcface":
-        device = "cpu"  # dlib's own network code is CPU-only (auto never asks it for a GPU)
+    det_device, embed_device = stage_devices(cfg)
     fparams = faces_stage.FacesParams(cfg.faces, cfg.ingest.max_pixels, cfg.ingest.max_bytes,
-                                      cfg.output.png_compress_level,
-                                      faces_stage.detector_device(faces_stage.resolve_detector(cfg.faces.detector),
-                                                                  device))
+                                      cfg.output.png_compress_level, det_device)
     embedder = embed_stage.resolve_embedder(cfg.identity.embedder)
     faces_st = ItemStage("faces", faces_stage.VERSION, faces_stage.process_item, fparams)
     embed_st = ItemStage("embed", embed_stage.VERSION, embed_stage.embed_item,
-                         embed_stage.embed_params(embedder, cfg.identity.engine, device))
+                         embed_stage.embed_params(embedder, cfg.identity.engine, embed_device))
     quality_st = ItemStage("quality", quality.VERSION, quality.score_item, quality.QualityParams(cfg.quality.niqe))
     # fused: embed and quality run in the faces pass on the crops in memory; their own runs below then find every
     # item cached (and compute only what the fused pass left, e.g. after a config change of one stage)
@@ -241,6 +237,31 @@ def _run_item_stages(specs: list[SourceSpec], cache_root: Path, cfg: BuildConfig
     return ItemStages(ing, {"faces": faces_run, "embed": emb_run, "quality": q_run}, records, embedder,
                       {**executor.describe(), "events": executor.events[events_before:]}, timings,
                       {"detector": fparams.device, "embedder": embed_st.params.device})
+
+
+def stage_devices(cfg: BuildConfig) -> tuple[str, str]:
+    """(detector device, embedder device) for ``cfg.runner.device`` (``auto`` resolved without importing torch on
+    a machine without an NVIDIA driver). dlib's HOG/MMOD detectors and dlib's own network code stay on the CPU.
+    Raises ConfigError (exit 2) for a GPU the ONNX models cannot use (no onnxruntime CUDA provider)."""
+    from celebref.pipeline.config import ConfigError
+
+    device = resolve_device_lazily(cfg.runner.device)
+    detector = faces_stage.resolve_detector(cfg.faces.detector)
+    embedder = embed_stage.resolve_embedder(cfg.identity.embedder)
+    det_device = faces_stage.detector_device(detector, device)
+    embed_device = "cpu" if (embedder in ("dlib", "dlib-flip") and cfg.identity.engine == "dlib") else device
+    needs_onnx_gpu = [d for d, uses in ((det_device, detector == "insightface"),
+                                        (embed_device, embedder == "arcface"
+                                         or (embedder in ("dlib", "dlib-flip") and cfg.identity.engine == "onnx")))
+                      if uses and d != "cpu"]
+    if needs_onnx_gpu:
+        from bfrcore.faces.embed import onnx_providers
+
+        try:
+            onnx_providers(needs_onnx_gpu[0])
+        except ValueError as e:
+            raise ConfigError(str(e)) from e
+    return det_device, embed_device
 
 
 def _build_info(st: ItemStages, cfg: BuildConfig, specs: list[SourceSpec], *, groups, identity_key: str,

@@ -44,3 +44,22 @@ def test_torch_detector_and_engine_build_keeps_the_same_people(celebref_examples
     for key in ("candidate_faces", "identities"):
         assert gpu_path.info["counts"][key] == default.info["counts"][key]
     assert default.info["counts"]["identities"] == 3
+
+
+def test_stage_devices_on_a_gpu_machine(monkeypatch):
+    """With a GPU (simulated: runner.device resolves to cuda), what each stage is given; a GPU the ONNX models
+    cannot use (this onnxruntime has no CUDA provider) is a config error before any work."""
+    import onnxruntime
+
+    from celebref.pipeline import ConfigError
+    from celebref.pipeline import builder
+
+    monkeypatch.setattr(builder, "resolve_device_lazily", lambda name: "cuda" if name != "cpu" else "cpu")
+    devices = lambda **cfg: builder.stage_devices(parse_config(cfg))  # noqa: E731
+    assert devices() == ("cpu", "cuda")  # HOG on the CPU; dlib-flip's network by torch on the GPU
+    assert devices(faces={"detector": "mtcnn"}) == ("cuda", "cuda")
+    assert devices(identity={"engine": "dlib"}, runner={"device": "cpu"}) == ("cpu", "cpu")
+    assert devices(runner={"device": "cpu"}, faces={"detector": "mtcnn"}) == ("cpu", "cpu")
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        with pytest.raises(ConfigError, match="onnxruntime has no CUDA provider"):
+            devices(identity={"engine": "onnx"})
