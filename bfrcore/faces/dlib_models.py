@@ -37,7 +37,7 @@ def hog_detector():
             return Path(f"{tmp}/detector.svm").read_bytes()
 
     with _lock:
-        data, path = load_or_derive(f"dlib-frontal-face-detector.dlib-{dlib.__version__}.svm", make)
+        _, path = load_or_derive(f"dlib-frontal-face-detector.dlib-{dlib.__version__}.svm", make)
         if made:
             return made[0]
         if path is not None:

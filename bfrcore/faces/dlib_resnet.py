@@ -158,6 +158,19 @@ def _affine(r: _Reader, conv: ConvWeights) -> None:
     conv.gamma, conv.beta = params[:c], params[c:]
 
 
+def _expected_convs() -> list[tuple[int, int, int, int]]:
+    """(out channels, in channels, kernel, stride) of the 29 convolutions, input first: the 7x7 stem, then per
+    residual block two 3x3 convolutions, the first of a level's first block taking the previous level's channels
+    (stride 2 from the second level on)."""
+    out, prev = [(32, 3, 7, 2)], 32
+    for lvl, (ch, n_blocks) in enumerate(LEVELS):
+        for b in range(n_blocks):
+            out.append((ch, prev if b == 0 else ch, 3, 2 if (b == 0 and lvl > 0) else 1))
+            out.append((ch, ch, 3, 1))
+        prev = ch
+    return out
+
+
 def read_weights(path: str | Path) -> DlibResNetWeights:
     """Parse ``dlib_face_recognition_resnet_model_v1.dat`` (raises :class:`DlibModelFormatError` otherwise)."""
     r = _Reader(Path(path).read_bytes())
@@ -181,14 +194,7 @@ def read_weights(path: str | Path) -> DlibResNetWeights:
     fc = r.tensor()
     if (n_out, n_in) != (128, 256) or fc.size != n_in * n_out:
         raise DlibModelFormatError(f"fc layer {n_in} -> {n_out} with {fc.size} values; expected 256 -> 128")
-    expected = [(32, 3, 7, 2)] + [
-        (ch, prev if b == 0 else ch, 3, 2 if (b == 0 and lvl > 0) else 1)
-        for lvl, (ch, nb) in enumerate(LEVELS)
-        for prev in [LEVELS[lvl - 1][0] if lvl else 32]
-        for b in range(nb) for _ in (0, 1)]
-    # the second convolution of each block takes the block's own channels and stride 1
-    expected = [expected[0]] + [
-        e if j % 2 == 0 else (e[0], e[0], 3, 1) for j, e in enumerate(expected[1:])]
+    expected = _expected_convs()
     got = [(c.weight.shape[0], c.weight.shape[1], c.weight.shape[2], c.stride) for c in convs]
     if got != expected or any(c.gamma.size == 0 for c in convs):
         raise DlibModelFormatError(f"the convolutions do not match dlib's face ResNet ({len(convs)} read)")
@@ -271,22 +277,25 @@ def model(path: str | Path, device: str = "cpu"):
     return _MODELS[key]
 
 
-def descriptors(net, chips: np.ndarray | list[np.ndarray], batch: int = 64) -> np.ndarray:
-    """128-D descriptors (float32, (N, 128)) of uint8 RGB chips (N, 150, 150, 3)."""
-    import torch
-
+def _batches(chips: np.ndarray | list[np.ndarray], batch: int):
+    """(out (N, 128) float32 zeros, [(slice, uint8 (n, 150, 150, 3) chips)]) after checking the chips' shape."""
     chips = np.asarray(chips, dtype=np.uint8)
     if chips.ndim != 4 or chips.shape[1:] != (CHIP_SIZE, CHIP_SIZE, 3):
         raise ValueError(f"expected uint8 (N, {CHIP_SIZE}, {CHIP_SIZE}, 3) chips, got {chips.shape}")
-    out = np.zeros((len(chips), 128), np.float32)
+    parts = [(slice(s, s + batch), chips[s:s + batch]) for s in range(0, len(chips), batch)]
+    return np.zeros((len(chips), 128), np.float32), parts
+
+
+def descriptors(net, chips: np.ndarray | list[np.ndarray], batch: int = 64) -> np.ndarray:
+    """128-D descriptors (float32, (N, 128)) of uint8 RGB chips (N, 150, 150, 3) by the torch module ``net``."""
+    import torch
+
+    out, parts = _batches(chips, batch)
     dev = next(net.parameters()).device
     with torch.inference_mode():
-        for s in range(0, len(chips), batch):
-            x = torch.from_numpy(chips[s:s + batch]).to(dev).permute(0, 3, 1, 2).float()
-            out[s:s + batch] = net(x).cpu().numpy()
+        for where, part in parts:
+            out[where] = net(torch.from_numpy(part).to(dev).permute(0, 3, 1, 2).float()).cpu().numpy()
     return out
-
-
 
 
 def onnx_model(w: DlibResNetWeights):
@@ -390,11 +399,8 @@ def onnx_session(path: str | Path, device: str = "cpu"):
 
 def onnx_descriptors(session, chips: np.ndarray | list[np.ndarray], batch: int = 64) -> np.ndarray:
     """:func:`descriptors` through an onnxruntime session."""
-    chips = np.asarray(chips, dtype=np.uint8)
-    if chips.ndim != 4 or chips.shape[1:] != (CHIP_SIZE, CHIP_SIZE, 3):
-        raise ValueError(f"expected uint8 (N, {CHIP_SIZE}, {CHIP_SIZE}, 3) chips, got {chips.shape}")
-    out = np.zeros((len(chips), 128), np.float32)
-    for s in range(0, len(chips), batch):
-        x = np.ascontiguousarray(chips[s:s + batch].transpose(0, 3, 1, 2), dtype=np.float32)
-        out[s:s + batch] = session.run(["descriptor"], {"chips": x})[0]
+    out, parts = _batches(chips, batch)
+    for where, part in parts:
+        out[where] = session.run(["descriptor"], {"chips": np.ascontiguousarray(part.transpose(0, 3, 1, 2),
+                                                                                  dtype=np.float32)})[0]
     return out

@@ -21,45 +21,18 @@ import torch
 import torch.nn.functional as F
 
 from bfrcore.metrics.functional import gaussian_filter_valid, plane_parallel, rgb_to_y, to_uint8_grid
-
-BLOCK = 96
-WEIGHTS_NAME = "niqe-basicsr"
+from bfrcore.metrics.niqe_shared import (  # noqa: F401  (re-exported: the module's public API)
+    BLOCK,
+    MSCN_ZERO_TOL,
+    WEIGHTS_NAME,
+    _separable_factor,
+    load_pristine_params,
+    matlab_resize_matrix,
+    niqe_from_features,
+)
 
 
 # ----------------------------------------------------------------------------------------------- MATLAB imresize
-def _cubic(x: np.ndarray) -> np.ndarray:
-    ax = np.abs(x)
-    ax2, ax3 = ax * ax, ax * ax * ax
-    return ((1.5 * ax3 - 2.5 * ax2 + 1) * (ax <= 1)
-            + (-0.5 * ax3 + 2.5 * ax2 - 4 * ax + 2) * ((ax > 1) & (ax <= 2)))
-
-
-@lru_cache(maxsize=64)
-def matlab_resize_matrix(in_length: int, out_length: int, scale: float, antialiasing: bool = True) -> np.ndarray:
-    """(out_length, in_length) float64 matrix of MATLAB ``imresize`` bicubic weights along one axis, with MATLAB's
-    symmetric boundary handling (``aux = [1:n, n:-1:1]``) folded in. Row k is output pixel k's weights."""
-    kernel_width = 4.0
-    if scale < 1 and antialiasing:
-        kernel_width = kernel_width / scale
-    x = np.arange(1, out_length + 1, dtype=np.float64)
-    u = x / scale + 0.5 * (1 - 1 / scale)
-    left = np.floor(u - kernel_width / 2)
-    p = int(math.ceil(kernel_width)) + 2
-    indices = left[:, None] + np.arange(p, dtype=np.float64)[None, :]  # 1-based
-    dist = u[:, None] - indices
-    if scale < 1 and antialiasing:
-        weights = scale * _cubic(dist * scale)
-    else:
-        weights = _cubic(dist)
-    weights = weights / weights.sum(axis=1, keepdims=True)
-    aux = np.concatenate([np.arange(in_length), np.arange(in_length - 1, -1, -1)])
-    idx = aux[np.mod(indices.astype(np.int64) - 1, 2 * in_length)]
-    m = np.zeros((out_length, in_length), dtype=np.float64)
-    rows = np.repeat(np.arange(out_length), p)
-    np.add.at(m, (rows, idx.reshape(-1)), weights.reshape(-1))
-    return m
-
-
 def matlab_imresize(img: torch.Tensor, scale: float, antialiasing: bool = True) -> torch.Tensor:
     """MATLAB ``imresize(img, scale)`` (bicubic) of (..., H, W) float tensors; output size ``ceil(scale·H/W)``."""
     h, w = img.shape[-2:]
@@ -128,32 +101,6 @@ def block_features(blocks: torch.Tensor) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------------------------- NIQE
-@lru_cache(maxsize=4)
-def load_pristine_params(path: str) -> dict[str, np.ndarray]:
-    """mu_pris_param (1, 36), cov_pris_param (36, 36), gaussian_window (7, 7) from BasicSR's npz."""
-    with np.load(path) as z:
-        out = {k: np.asarray(z[k], dtype=np.float64) for k in ("mu_pris_param", "cov_pris_param", "gaussian_window")}
-    return out
-
-
-def _separable_factor(window: np.ndarray) -> tuple[float, ...]:
-    """The 1-D factor k with outer(k, k) == window, from the centre row and column (no SVD: a LAPACK/BLAS kernel
-    choice must not move it by a single bit; an SVD does, see docs/evaluation.md "Same numbers on any CPU")."""
-    w = np.asarray(window, dtype=np.float64)
-    c = w.shape[0] // 2
-    k = w[:, c] / np.sqrt(w[c, c])
-    if not np.allclose(np.outer(k, k), w, rtol=1e-12, atol=1e-15):
-        raise ValueError("the NIQE window is not separable")
-    return tuple(float(v) for v in k)
-
-
-# Local-mean differences smaller than this (in 0-255 luma units) are exact zeros whose float value is rounding
-# noise (a constant or symmetric neighbourhood: |noise| < 1e-11 here). Their sign decides which side of the AGGD
-# fit a coefficient counts on, so without the snap NIQE moved by 0.24 between two BLAS kernels (TID2013 I19).
-# Genuine differences of integer luma under this Gaussian are >= 1e-4 unless they cancel exactly.
-MSCN_ZERO_TOL = 1e-8
-
-
 def _mscn(img: torch.Tensor, window_1d: tuple[float, ...]) -> torch.Tensor:
     """(B, H, W) -> (img - mu) / (sigma + 1) with scipy ``convolve(mode='nearest')`` local statistics; differences
     below :data:`MSCN_ZERO_TOL` are set to exactly 0 (kernel-independent)."""
@@ -187,19 +134,6 @@ def niqe_features(y: torch.Tensor, window: np.ndarray, block: int = BLOCK) -> to
             if scale == 1:
                 img = matlab_imresize(img / 255.0, 0.5) * 255.0
     return torch.cat(feats, dim=-1)
-
-
-def niqe_from_features(feats: np.ndarray, mu_pris: np.ndarray, cov_pris: np.ndarray) -> float:
-    """The NIQE distance of one image's (n_blocks, 36) features (numpy, exactly BasicSR's final step)."""
-    mu_d = np.nanmean(feats, axis=0)
-    rows = feats[~np.isnan(feats).any(axis=1)]
-    if rows.shape[0] < 2 or np.isnan(mu_d).any():
-        return float("nan")
-    cov_d = np.cov(rows, rowvar=False)
-    inv = np.linalg.pinv((cov_pris + cov_d) / 2)
-    d = mu_pris - mu_d
-    q = np.matmul(np.matmul(d, inv), np.transpose(d))
-    return float(np.sqrt(np.squeeze(q)))
 
 
 def luma_for_niqe(img: torch.Tensor, crop_border: int = 0, convert_to: str = "y") -> torch.Tensor:

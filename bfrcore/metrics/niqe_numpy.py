@@ -9,9 +9,9 @@ gamma grid 0.2:0.001:10; second scale by MATLAB bicubic ``imresize(·/255, 0.5)`
 model. Values agree with the torch module to <1e-12 (only summation order differs: numpy/OpenBLAS vs torch/MKL);
 ``tests/evaluation/test_niqe_numpy.py`` checks them to 1e-9 on real faces.
 
-The pure-NumPy helpers of the torch module (``matlab_resize_matrix``, ``load_pristine_params``,
-``_separable_factor``, ``niqe_from_features``, the constants) are copied here, not imported, because importing
-:mod:`bfrcore.metrics.niqe` imports torch; the test checks the copies against the originals.
+The numpy-only pieces both share (``matlab_resize_matrix``, ``load_pristine_params``, ``_separable_factor``,
+``niqe_from_features``, the constants) live in :mod:`bfrcore.metrics.niqe_shared` (importing
+:mod:`bfrcore.metrics.niqe` would import torch).
 """
 
 from __future__ import annotations
@@ -21,50 +21,21 @@ from functools import lru_cache
 
 import numpy as np
 
-BLOCK = 96
-WEIGHTS_NAME = "niqe-basicsr"
-#: see bfrcore.metrics.niqe.MSCN_ZERO_TOL: local-mean differences below this (0-255 luma units) are exact zeros
-MSCN_ZERO_TOL = 1e-8
+from bfrcore.metrics.niqe_shared import (  # noqa: F401  (re-exported, as bfrcore.metrics.niqe does)
+    BLOCK,
+    MSCN_ZERO_TOL,
+    WEIGHTS_NAME,
+    _separable_factor,
+    load_pristine_params,
+    matlab_resize_matrix,
+    niqe_from_features,
+)
+
 #: BasicSR / MATLAB rgb2ycbcr luma weights for R, G, B in [0, 1] (bfrcore.metrics.functional.BT601_Y)
 BT601_Y = (65.481, 128.553, 24.966)
 #: cv2 BGR2GRAY weights for R, G, B (the ``convert_to='gray'`` path), applied in float32
 GRAY = (0.299, 0.587, 0.114)
 _BAND_BLOCK = 24  # outputs per banded matrix product in the filter (as bfrcore.metrics.functional)
-
-
-# ----------------------------------------------------------------------------------------------- copied helpers
-def _cubic(x: np.ndarray) -> np.ndarray:
-    ax = np.abs(x)
-    ax2, ax3 = ax * ax, ax * ax * ax
-    return ((1.5 * ax3 - 2.5 * ax2 + 1) * (ax <= 1)
-            + (-0.5 * ax3 + 2.5 * ax2 - 4 * ax + 2) * ((ax > 1) & (ax <= 2)))
-
-
-@lru_cache(maxsize=64)
-def matlab_resize_matrix(in_length: int, out_length: int, scale: float, antialiasing: bool = True) -> np.ndarray:
-    """(out_length, in_length) float64 matrix of MATLAB ``imresize`` bicubic weights along one axis, with MATLAB's
-    symmetric boundary handling folded in (copy of the torch module's; read-only, cached)."""
-    kernel_width = 4.0
-    if scale < 1 and antialiasing:
-        kernel_width = kernel_width / scale
-    x = np.arange(1, out_length + 1, dtype=np.float64)
-    u = x / scale + 0.5 * (1 - 1 / scale)
-    left = np.floor(u - kernel_width / 2)
-    p = math.ceil(kernel_width) + 2
-    indices = left[:, None] + np.arange(p, dtype=np.float64)[None, :]  # 1-based
-    dist = u[:, None] - indices
-    if scale < 1 and antialiasing:
-        weights = scale * _cubic(dist * scale)
-    else:
-        weights = _cubic(dist)
-    weights = weights / weights.sum(axis=1, keepdims=True)
-    aux = np.concatenate([np.arange(in_length), np.arange(in_length - 1, -1, -1)])
-    idx = aux[np.mod(indices.astype(np.int64) - 1, 2 * in_length)]
-    m = np.zeros((out_length, in_length), dtype=np.float64)
-    rows = np.repeat(np.arange(out_length), p)
-    np.add.at(m, (rows, idx.reshape(-1)), weights.reshape(-1))
-    m.flags.writeable = False
-    return m
 
 
 def matlab_imresize(img: np.ndarray, scale: float) -> np.ndarray:
@@ -73,39 +44,6 @@ def matlab_imresize(img: np.ndarray, scale: float) -> np.ndarray:
     mh = matlab_resize_matrix(h, math.ceil(h * scale), float(scale))
     mw = matlab_resize_matrix(w, math.ceil(w * scale), float(scale))
     return (mh @ img) @ mw.T
-
-
-@lru_cache(maxsize=4)
-def load_pristine_params(path: str) -> dict[str, np.ndarray]:
-    """mu_pris_param (1, 36), cov_pris_param (36, 36), gaussian_window (7, 7) float64 from BasicSR's
-    ``niqe_pris_params.npz`` (weights entry ``niqe-basicsr``: ``bfrcore.weights.require("niqe-basicsr")``)."""
-    with np.load(path) as z:
-        out = {k: np.asarray(z[k], dtype=np.float64) for k in ("mu_pris_param", "cov_pris_param", "gaussian_window")}
-    return out
-
-
-def _separable_factor(window: np.ndarray) -> tuple[float, ...]:
-    """The 1-D factor k with outer(k, k) == window, from the centre column (no SVD: bit-stable on any CPU)."""
-    w = np.asarray(window, dtype=np.float64)
-    c = w.shape[0] // 2
-    k = w[:, c] / np.sqrt(w[c, c])
-    if not np.allclose(np.outer(k, k), w, rtol=1e-12, atol=1e-15):
-        raise ValueError("the NIQE window is not separable")
-    return tuple(float(v) for v in k)
-
-
-def niqe_from_features(feats: np.ndarray, mu_pris: np.ndarray, cov_pris: np.ndarray) -> float:
-    """The NIQE distance of one image's (n_blocks, 36) features (BasicSR's final step; NaN blocks are dropped from
-    the covariance; NaN when a feature is NaN in every block or fewer than 2 blocks are complete)."""
-    rows = feats[~np.isnan(feats).any(axis=1)]
-    if rows.shape[0] < 2 or np.isnan(feats).all(axis=0).any():  # = the torch module's NaN cases, without warnings
-        return float("nan")
-    mu_d = np.nanmean(feats, axis=0)
-    cov_d = np.cov(rows, rowvar=False)
-    inv = np.linalg.pinv((cov_pris + cov_d) / 2)
-    d = mu_pris - mu_d
-    q = np.matmul(np.matmul(d, inv), np.transpose(d))
-    return float(np.sqrt(np.squeeze(q)))
 
 
 # ----------------------------------------------------------------------------------------------- AGGD features

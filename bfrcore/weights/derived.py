@@ -8,8 +8,8 @@ file is derived again (in memory when the cache cannot be written): never a diff
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from bfrcore.imageio import write_bytes_atomic
 from bfrcore.weights.registry import cache_dir

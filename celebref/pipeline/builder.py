@@ -48,7 +48,7 @@ BUILD_FORMAT = "celebref.build/1"
 STAGES = ("ingest", "faces", "identity", "curation", "quality", "dedup", "splits")
 #: the distributions whose versions build.json records
 VERSIONED = ("celebref-suite", "numpy", "scipy", "pandas", "pyarrow", "pillow", "opencv-python-headless", "dlib-bin",
-             "face-recognition-models", "insightface", "onnxruntime", "datasets")
+             "face-recognition-models", "insightface", "onnxruntime", "onnx", "torch", "facenet-pytorch", "datasets")
 _OUTPUTS = ("manifest.parquet", "identities.parquet", "references.parquet", "build.json", "report.html")
 
 

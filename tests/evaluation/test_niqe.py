@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from bfrcore.metrics import functional as fn
 from bfrcore.metrics import niqe as nq
+from bfrcore.metrics import niqe_shared
 
 BASICSR_BABOON = 5.7295763  # BasicSR calculate_niqe docstring (crop_border 0, convert_to 'y')
 MATLAB_BABOON = 5.72957338  # MATLAB R2021a, same docstring
@@ -89,7 +90,7 @@ def test_resize_matrix_symmetric_border_like_matlab():
     # direct transcription of MATLAB's contributions() for output pixel 1 (1-based): u = 1/0.5 + 0.5*(1-2) = 1.5
     u = 1.5
     idx = np.floor(u - 4) + np.arange(10)  # kernel width 8, P = 10
-    w = 0.5 * nq._cubic((u - idx) * 0.5)
+    w = 0.5 * niqe_shared._cubic((u - idx) * 0.5)
     w = w / w.sum()
     aux = np.r_[np.arange(10), np.arange(9, -1, -1)]
     ref = np.zeros(10)

@@ -64,14 +64,14 @@ def test_import_and_scoring_do_not_load_torch():
     assert r.stdout.startswith("ok")
 
 
-# ----------------------------------------------------------------------------------------------- copied pieces
-def test_copied_helpers_equal_the_torch_modules(niqe_params):
-    assert (nn.BLOCK, nn.WEIGHTS_NAME, nn.MSCN_ZERO_TOL) == (nq.BLOCK, nq.WEIGHTS_NAME, nq.MSCN_ZERO_TOL)
+# ----------------------------------------------------------------------------------------------- shared pieces
+def test_both_modules_use_the_shared_helpers(niqe_params):
+    from bfrcore.metrics import niqe_shared as ns
+
+    for name in ("BLOCK", "WEIGHTS_NAME", "MSCN_ZERO_TOL", "matlab_resize_matrix", "load_pristine_params",
+                 "_separable_factor", "niqe_from_features"):
+        assert getattr(nn, name) is getattr(ns, name) is getattr(nq, name), name
     assert nn.BT601_Y == fn.BT601_Y
-    for args in ((512, 256, 0.5), (384, 192, 0.5), (37, 19, 0.5), (10, 5, 0.5), (20, 40, 2.0)):
-        assert np.array_equal(nn.matlab_resize_matrix(*args), nq.matlab_resize_matrix(*args)), args
-    w = niqe_params["gaussian_window"]
-    assert nn._separable_factor(w) == nq._separable_factor(w)
     for ours, theirs in zip(nn._gamma_tables(), nq._gamma_tables()):
         assert np.array_equal(ours, theirs.numpy())
     from bfrcore import weights as wreg
@@ -80,23 +80,23 @@ def test_copied_helpers_equal_the_torch_modules(niqe_params):
     assert all(np.array_equal(loaded[k], niqe_params[k]) for k in niqe_params)
 
 
-def test_niqe_from_features_equals_the_torch_modules(niqe_params):
+def test_niqe_from_features_drops_nan_blocks_and_never_warns(niqe_params):
     mu, cov = niqe_params["mu_pris_param"], niqe_params["cov_pris_param"]
     rng = np.random.default_rng(5)
     feats = rng.normal(1, 0.3, (30, 36))
     feats[[3, 17], 5] = np.nan  # NaN blocks are dropped from the covariance, kept out of the mean
-    assert nn.niqe_from_features(feats, mu, cov) == nq.niqe_from_features(feats, mu, cov)
+    rows = feats[~np.isnan(feats).any(axis=1)]
+    d = mu - np.nanmean(feats, axis=0)
+    expected = float(np.sqrt(np.squeeze(d @ np.linalg.pinv((cov + np.cov(rows, rowvar=False)) / 2) @ d.T)))
+    assert nn.niqe_from_features(feats, mu, cov) == pytest.approx(expected, rel=1e-12)
     allnan = feats.copy()
     allnan[:, 2] = np.nan
     one_row = feats.copy()
     one_row[1:, 7] = np.nan
     for f in (allnan, one_row, feats[:1]):
-        with warnings.catch_warnings():  # the torch module's nanmean warns on an all-NaN column
-            warnings.simplefilter("ignore", RuntimeWarning)
-            theirs = nq.niqe_from_features(f, mu, cov)
-        with warnings.catch_warnings():  # ours must not
+        with warnings.catch_warnings():  # no "Mean of empty slice"
             warnings.simplefilter("error")
-            assert math.isnan(theirs) and math.isnan(nn.niqe_from_features(f, mu, cov))
+            assert math.isnan(nn.niqe_from_features(f, mu, cov))
 
 
 def test_aggd_fit_and_grid_search_equal_the_torch_modules():
