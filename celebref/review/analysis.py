@@ -75,7 +75,9 @@ def load_embeddings(ds: FaceDataset) -> tuple[dict[str, np.ndarray], dict[str, i
     if todo:
         from bfrcore.faces import get_embedder
 
-        emb = get_embedder((ds.info.get("resolved") or {}).get("embedder", "dlib"))
+        resolved = ds.info.get("resolved") or {}
+        engine = resolved.get("embed_engine") or "dlib"  # builds before the engine setting used dlib's own code
+        emb = get_embedder(resolved.get("embedder", "dlib"), engine=engine if engine != "-" else "dlib")
         for k in range(0, len(todo), 32):
             chunk = todo[k:k + 32]
             vecs = emb.embed([ds.read(iid) for _, iid in chunk])
