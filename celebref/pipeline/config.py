@@ -55,7 +55,7 @@ class IdentityConfig:
     #: pass, half the time), arcface (InsightFace, cosine) or 'auto' (arcface when present, else dlib-flip)
     embedder: Literal["auto", "dlib", "dlib-flip", "arcface"] = "dlib-flip"
     #: how the dlib embedders run their network: onnx or torch (the same weights run by onnxruntime / torch,
-    #: bfrcore.faces.dlib_resnet: descriptors within about 1e-6 of dlib's own, 8-15x faster per CPU core), dlib
+    #: bfrcore.faces.dlib_resnet: descriptors within about 1e-6 of dlib's own, 13x / 4-8x faster per CPU core), dlib
     #: (dlib's own code), or auto (onnx on the CPU: no torch import in the workers; torch on a GPU)
     engine: Literal["auto", "onnx", "torch", "dlib"] = "auto"
     #: agglomerative (scipy hierarchical clustering) or chinese_whispers (dlib's graph clustering)
