@@ -27,22 +27,19 @@ def hog_detector():
     from bfrcore.weights.derived import load_or_derive
 
     dlib = _dlib()
-    made = []
+    built = None
 
     def make() -> bytes:
-        det = dlib.get_frontal_face_detector()
-        made.append(det)
+        nonlocal built
+        built = dlib.get_frontal_face_detector()
         with tempfile.TemporaryDirectory() as tmp:
-            det.save(f"{tmp}/detector.svm")
+            built.save(f"{tmp}/detector.svm")
             return Path(f"{tmp}/detector.svm").read_bytes()
 
     with _lock:
         _, path = load_or_derive(f"dlib-frontal-face-detector.dlib-{dlib.__version__}.svm", make)
-        if made:
-            return made[0]
-        if path is not None:
-            return dlib.fhog_object_detector(str(path))
-        return dlib.get_frontal_face_detector()
+        # just derived: the detector is in hand; else the checked copy (path is None only when it was derived)
+        return built if built is not None else dlib.fhog_object_detector(str(path))
 
 
 @lru_cache(maxsize=None)

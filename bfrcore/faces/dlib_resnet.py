@@ -57,6 +57,11 @@ class DlibResNetWeights:
     fc: np.ndarray  # (in=256, out=128): dlib multiplies x (N, in) by this matrix
 
 
+def _token(version: str) -> bytes:
+    """How dlib serialises a short version string: its length as a one-byte integer, then the characters."""
+    return bytes([0x01, len(version)]) + version.encode()
+
+
 class _Reader:
     """dlib's serialisation primitives: integers (a byte with the length in its low 4 bits and the sign in bit 7,
     then that many little-endian bytes), strings (length, bytes), floats/doubles (integer mantissa, integer
@@ -112,8 +117,7 @@ class _Reader:
 
     def find(self, version: str) -> None:
         """Move to the next record of ``version`` (skipping the wrappers' bookkeeping between layer records)."""
-        token = bytes([0x01, len(version)]) + version.encode()
-        j = self.b.find(token, self.i)
+        j = self.b.find(_token(version), self.i)
         if j < 0:
             raise DlibModelFormatError(f"no {version!r} record after byte {self.i}")
         self.i = j
@@ -124,7 +128,7 @@ LEVELS = ((32, 3), (64, 4), (128, 3), (256, 3), (256, 1))
 
 
 _RECORDS = ("con_4", "affine_", "fc_2")
-_RECORD_RE = re.compile(b"|".join(re.escape(bytes([0x01, len(n)]) + n.encode()) for n in _RECORDS))
+_RECORD_RE = re.compile(b"|".join(re.escape(_token(n)) for n in _RECORDS))
 
 
 def _next_record(r: _Reader) -> str:

@@ -68,6 +68,10 @@ class DlibEmbedder(Embedder):
             raise ValueError(f"the dlib engine runs on the CPU only; use engine='torch' for device {device!r}")
         self._sp = dlib_models.shape_predictor_5()
         self._rec = dlib_models.face_recognizer() if engine == "dlib" else None
+        if engine != "dlib":
+            from bfrcore import weights as wreg
+
+            self._weights_path = wreg.require("dlib-resnet-face-v1")
         self._rect = dlib_models.rectangle
         self.num_jitters = num_jitters
         self.flip = flip
@@ -89,32 +93,27 @@ class DlibEmbedder(Embedder):
             for view, mirrored in views:
                 chips.append(view)
                 shapes.append(dlib_models.full_object_detections([self._shape(view, mirrored)]))
-        out = np.zeros((len(images), self.dim), dtype=np.float32)
         if not chips:
-            return out
+            return np.zeros((0, self.dim), dtype=np.float32)
         if self.engine != "dlib":
             from bfrcore.faces import dlib_resnet
 
             cut = [dlib_resnet.face_chips(view, shape)[0] for view, shape in zip(chips, shapes)]
-            vecs = list(self._port_descriptors(cut)[:, None, :])
-        else:
-            vecs = self._rec.compute_face_descriptor(chips, shapes, self.num_jitters)
-        per = 2 if self.flip else 1
-        for i in range(len(images)):
-            out[i] = np.asarray(vecs[i * per][0], dtype=np.float32)
-            if self.flip:  # the same float32 arithmetic as before: (face + mirror) / 2
-                out[i] = (out[i] + np.asarray(vecs[i * per + 1][0], dtype=np.float32)) / 2
-        return out
+            vecs = self._port_descriptors(cut)
+        else:  # one descriptor per view (dlib returns a list per image, one entry per shape)
+            vecs = np.stack([np.asarray(v[0], dtype=np.float32)
+                             for v in self._rec.compute_face_descriptor(chips, shapes, self.num_jitters)])
+        if not self.flip:
+            return vecs
+        return (vecs[0::2] + vecs[1::2]) / 2  # float32: (face + mirror) / 2
 
     def _port_descriptors(self, chips: list[np.ndarray]) -> np.ndarray:
         """Descriptors of 150x150 chips by the torch or onnx port of dlib's network."""
-        from bfrcore import weights as wreg
         from bfrcore.faces import dlib_resnet
 
-        path = wreg.require("dlib-resnet-face-v1")
         if self.engine == "onnx":
-            return dlib_resnet.onnx_descriptors(dlib_resnet.onnx_session(path, self.device), chips)
-        return dlib_resnet.descriptors(dlib_resnet.model(path, self.device), chips)
+            return dlib_resnet.onnx_descriptors(dlib_resnet.onnx_session(self._weights_path, self.device), chips)
+        return dlib_resnet.descriptors(dlib_resnet.model(self._weights_path, self.device), chips)
 
     def _shape(self, img: np.ndarray, mirrored: bool = False):
         """The 5-point shape inside the fixed aligned face box (mirrored with the image when ``mirrored``)."""

@@ -98,8 +98,9 @@ class ItemStages:
     embedder: str
     executor: dict
     timings: dict[str, dict]
-    #: where the detector and the embedder ran
-    devices: dict[str, str] = field(default_factory=dict)
+    #: the embed stage's parameters (embedder, engine, device) and the detector's device
+    embed: embed_stage.EmbedParams | None = None
+    detector_device: str = "cpu"
 
 
 def build_dataset(sources: list[str | SourceSpec], out: str | os.PathLike, cfg: BuildConfig | None = None, *,
@@ -119,7 +120,7 @@ def build_dataset(sources: list[str | SourceSpec], out: str | os.PathLike, cfg: 
         from celebref.review.curation import load_curation
 
         cur_doc = load_curation(curation)
-    stage_devices(cfg)  # --device cuda without a GPU (or without onnxruntime's CUDA provider): exit 2 before any work
+    devices = stage_devices(cfg)  # cuda without a GPU (or without onnxruntime's CUDA provider): exit 2 before work
     out = _prepare_out(Path(out), mode)
     specs = [s if isinstance(s, SourceSpec) else parse_source(str(s)) for s in sources]
     if not specs:
@@ -129,7 +130,7 @@ def build_dataset(sources: list[str | SourceSpec], out: str | os.PathLike, cfg: 
     if own_executor:
         executor = get_executor(executor or "local", workers, address=address, retries=cfg.runner.retries)
     try:
-        st = _run_item_stages(specs, out / "cache", cfg, executor=executor, quiet=quiet)
+        st = _run_item_stages(specs, out / "cache", cfg, devices, executor=executor, quiet=quiet)
     finally:
         if own_executor:
             executor.close()
@@ -201,9 +202,10 @@ def _prepare_out(out: Path, mode: str) -> Path:
     return out
 
 
-def _run_item_stages(specs: list[SourceSpec], cache_root: Path, cfg: BuildConfig, *, executor: Executor,
-                     quiet: bool) -> ItemStages:
-    """Ingest, then the faces, embed and quality stages (cached per item, run on ``executor``)."""
+def _run_item_stages(specs: list[SourceSpec], cache_root: Path, cfg: BuildConfig, devices: tuple[str, str], *,
+                     executor: Executor, quiet: bool) -> ItemStages:
+    """Ingest, then the faces, embed and quality stages (cached per item, run on ``executor``); ``devices``:
+    (detector, embedder) from :func:`stage_devices`."""
     events_before = len(executor.events)
     progress = bar_factory(quiet)
     timings: dict[str, dict] = {}
@@ -215,7 +217,7 @@ def _run_item_stages(specs: list[SourceSpec], cache_root: Path, cfg: BuildConfig
     executor.wait_ready()  # the rest of the pool's start (executor.startup_wait_s), outside the stage timings
     common = {"cache_root": cache_root, "executor": executor, "shard_size": cfg.runner.shard_size,
               "progress": progress}
-    det_device, embed_device = stage_devices(cfg)
+    det_device, embed_device = devices
     fparams = faces_stage.FacesParams(cfg.faces, cfg.ingest.max_pixels, cfg.ingest.max_bytes,
                                       cfg.output.png_compress_level, det_device)
     embedder = embed_stage.resolve_embedder(cfg.identity.embedder)
@@ -236,7 +238,7 @@ def _run_item_stages(specs: list[SourceSpec], cache_root: Path, cfg: BuildConfig
     timings.update(faces=faces_run.summary(), embed=emb_run.summary(), quality_scores=q_run.summary())
     return ItemStages(ing, {"faces": faces_run, "embed": emb_run, "quality": q_run}, records, embedder,
                       {**executor.describe(), "events": executor.events[events_before:]}, timings,
-                      {"detector": fparams.device, "embedder": embed_st.params.device})
+                      embed_st.params, fparams.device)
 
 
 def stage_devices(cfg: BuildConfig) -> tuple[str, str]:
@@ -275,9 +277,8 @@ def _build_info(st: ItemStages, cfg: BuildConfig, specs: list[SourceSpec], *, gr
         "params": {**cfg.to_dict(), "size": cfg.faces.size},
         "sources": [_public_source(s) for s in specs],
         "resolved": {"detector": detector, "embedder": st.embedder, "metric": st.records.metric,
-                     "embed_engine": embed_stage.embed_params(st.embedder, cfg.identity.engine,
-                                                             st.devices.get("embedder", "cpu")).engine,
-                     "device": st.devices,
+                     "embed_engine": st.embed.engine,
+                     "device": {"detector": st.detector_device, "embedder": st.embed.device},
                      "cluster_threshold": groups.threshold, "niqe": _niqe_status(scores)},
         "versions": versions(),
         "weights": _weights_records(detector, st.embedder, scores),

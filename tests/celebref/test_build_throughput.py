@@ -147,6 +147,13 @@ def test_batched_dlib_descriptors_equal_one_call_per_view(builds):
             np.testing.assert_allclose(emb.embed(crops), ref.astype(np.float32), rtol=0, atol=1e-6)
 
 
+def _python(code: str) -> str:
+    """stdout of ``code`` run by a fresh interpreter in the project root (which must exit 0)."""
+    out = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
 def test_worker_stage_modules_import_neither_torch_nor_pandas():
     code = ("import sys\n"
             "import bfrcore.faces, celebref.pipeline.faces_stage, celebref.pipeline.embed_stage\n"
@@ -154,9 +161,7 @@ def test_worker_stage_modules_import_neither_torch_nor_pandas():
             "print(sorted(m for m in ('torch', 'pandas') if m in sys.modules))\n"
             "from celebref.pipeline import build_dataset, BuildConfig\n"
             "print(callable(build_dataset), BuildConfig.__name__)\n")
-    out = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.split("\n")[:2] == ["[]", "True BuildConfig"]
+    assert _python(code).split("\n")[:2] == ["[]", "True BuildConfig"]
 
 
 def test_a_worker_scores_a_photo_without_importing_torch(photos):
@@ -176,9 +181,7 @@ def test_a_worker_scores_a_photo_without_importing_torch(photos):
             "q, _ = quality.score_item({'faces': faces}, quality.QualityParams(True))\n"
             "rec = next(iter(q['scores'].values()))\n"
             "print(len(e['embeddings']), rec['niqe_status'], rec['niqe'] > 0, 'torch' in sys.modules)\n")
-    out = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["1", "ok", "True", "False"]
+    assert _python(code).split() == ["1", "ok", "True", "False"]
 
 
 def test_blockiness_of_the_face_region_equals_the_whole_photo_grey(photos):
